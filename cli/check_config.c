@@ -1,0 +1,74 @@
+/* usher check-config: validates usher.yml and reports every problem as
+ * file:line:col: message. */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "config/config.h"
+#include "probes/probe.h"
+
+static void usage(FILE *out)
+{
+	fprintf(out, "usage: usher check-config [--reference] FILE...\n"
+		     "\n"
+		     "Checks each configuration file and prints every problem as\n"
+		     "file:line:col: message.\n"
+		     "\n"
+		     "  --reference   print every configuration key with its type, default\n"
+		     "                and meaning, and exit\n"
+		     "\n"
+		     "exit status: 0 all files valid, 2 a file is invalid or unreadable\n");
+}
+
+static void reference(void)
+{
+	const struct usher_probe_type *const *t;
+
+	printf("usher.yml keys:\n");
+	usher_opts_describe(stdout, usher_config_options, 1);
+	for (t = usher_probe_types; *t; t++) {
+		printf("\nprobes of type %s (%s), besides name, type, interval, timeout, labels:\n",
+		       (*t)->name, (*t)->help ? (*t)->help : "");
+		usher_opts_describe(stdout, (*t)->options, 1);
+	}
+}
+
+int usher_cmd_check_config(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"reference", no_argument, NULL, 'r'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	int opt, i, status = USHER_EXIT_OK;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'r': reference(); return USHER_EXIT_OK;
+		case 'h': usage(stdout); return USHER_EXIT_OK;
+		default: usage(stderr); return USHER_EXIT_INVALID;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return USHER_EXIT_INVALID;
+	}
+	for (i = optind; i < argc; i++) {
+		struct usher_diags diags;
+		struct usher_config *cfg;
+
+		usher_diags_init(&diags);
+		if (usher_config_load(argv[i], &cfg, &diags)) {
+			usher_diags_print(&diags, stderr);
+			status = USHER_EXIT_INVALID;
+		} else {
+			printf("%s: valid: %zu probe%s\n", argv[i], cfg->nprobes,
+			       cfg->nprobes == 1 ? "" : "s");
+			usher_config_free(cfg);
+		}
+		usher_diags_free(&diags);
+	}
+	return status;
+}

@@ -1,0 +1,14 @@
+/* The usher CLI: one function per subcommand, and the exit codes they share. */
+#ifndef USHER_CLI_H
+#define USHER_CLI_H
+
+/* Exit codes of every subcommand (documented in usher(1) and --help). */
+enum usher_exit {
+	USHER_EXIT_OK = 0,
+	USHER_EXIT_FAILURE = 1, /* the job failed (or, for diag: degraded) */
+	USHER_EXIT_INVALID = 2, /* invalid configuration or usage */
+};
+
+int usher_cmd_check_config(int argc, char **argv);
+
+#endif

@@ -1,0 +1,89 @@
+/* usher.yml: the top-level configuration of usherd and usher. Each section's
+ * keys are declared in an option table next to the code that uses them;
+ * this file ties the sections together and owns the loaded result. */
+#ifndef USHER_CONFIG_CONFIG_H
+#define USHER_CONFIG_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config/options.h"
+#include "core/arena.h"
+
+#define USHER_DEFAULT_LISTEN "127.0.0.1:9469"
+#define USHER_DEFAULT_STATE_DIR "/var/lib/usher"
+
+struct usher_global_conf {
+	int64_t scrape_interval_ms;
+	int64_t scrape_timeout_ms;
+	int64_t evaluation_interval_ms;
+	struct usher_strmap external_labels;
+};
+
+struct usher_server_tls_conf {
+	const char *cert_file;
+	const char *key_file;
+	const char *client_ca_file;
+};
+
+struct usher_server_conf {
+	const char *listen;
+	struct usher_server_tls_conf tls;
+	struct usher_strmap basic_auth_users; /* user -> bcrypt hash */
+};
+
+struct usher_logging_conf {
+	const char *level;  /* debug | info | warn | error */
+	const char *format; /* ecs | text */
+};
+
+/* TLS settings of a client (a probe): blackbox's tls_config. */
+struct usher_tls_client_conf {
+	const char *ca_file;
+	const char *cert_file;
+	const char *key_file;
+	const char *server_name;
+	bool insecure_skip_verify;
+};
+
+struct usher_probe_type;
+
+/* One entry of `probes:`. */
+struct usher_probe_conf {
+	const char *name;
+	const char *type_name;
+	const struct usher_probe_type *type;
+	int64_t interval_ms;
+	int64_t timeout_ms;
+	struct usher_strmap labels; /* as written, job/instance included */
+	const char *job;            /* labels.job, else name */
+	const char *instance;       /* labels.instance, else the type's default */
+	void *opts;                 /* the type's options struct (type->opts_size) */
+	int line, col;              /* where the entry starts */
+};
+
+struct usher_config {
+	const char *path;
+	struct usher_arena *arena; /* owns everything below */
+	struct usher_global_conf global;
+	struct usher_server_conf server;
+	const char *state_dir;
+	struct usher_logging_conf logging;
+	struct usher_probe_conf *probes;
+	size_t nprobes;
+};
+
+/* Loads and validates path. On success *out is a config the caller frees
+ * with usher_config_free. On failure every problem found is in diags and
+ * *out is NULL. */
+enum usher_err usher_config_load(const char *path, struct usher_config **out,
+				 struct usher_diags *diags);
+/* Same from a string (for tests and the embedded default); file names it. */
+enum usher_err usher_config_load_text(const char *file, const char *text, size_t len,
+				      struct usher_config **out, struct usher_diags *diags);
+void usher_config_free(struct usher_config *c);
+
+/* The top-level table, for the docs and `usher check-config --reference`. */
+extern const struct usher_option usher_config_options[];
+
+#endif

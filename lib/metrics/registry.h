@@ -1,0 +1,113 @@
+/* The metric registry: producers (probes, self metrics) publish whole sample
+ * sets, and /metrics renders every published set, grouped into families, as
+ * Prometheus text 0.0.4 or OpenMetrics 1.0.
+ *
+ * A sample set is built by one producer on one thread and then handed to the
+ * registry, which replaces that producer's previous set atomically, so a
+ * scrape never sees half a probe run. Rendering takes the registry lock only
+ * while it copies pointers. */
+#ifndef USHER_METRICS_REGISTRY_H
+#define USHER_METRICS_REGISTRY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "core/err.h"
+
+enum usher_metric_type {
+	USHER_METRIC_GAUGE,
+	USHER_METRIC_COUNTER,   /* name without "_total"; rendered with it */
+	USHER_METRIC_HISTOGRAM, /* rendered as _bucket / _sum / _count */
+	USHER_METRIC_UNTYPED,
+};
+
+/* What a metric family is. Declared `static const` next to the code that
+ * produces it; families are matched by name, so two producers may each
+ * declare the same family (their help and type must agree). */
+struct usher_metric_desc {
+	const char *name; /* for counters, without the _total suffix */
+	enum usher_metric_type type;
+	const char *help;
+};
+
+struct usher_sample_set;
+
+/* A new, empty set whose samples all start with the base labels, given as
+ * name/value pairs ending with NULL: ("job", "api", "instance", "h:80", NULL).
+ * base_pairs may be NULL for no base labels. Values are copied. */
+struct usher_sample_set *usher_sample_set_new(const char *const *base_pairs);
+/* Same, with the base pairs as varargs: ("job", "api", NULL). */
+struct usher_sample_set *usher_sample_set_newv(const char *first, ...);
+void usher_sample_set_free(struct usher_sample_set *s);
+size_t usher_sample_set_count(const struct usher_sample_set *s);
+
+/* Adds one sample: desc's family, the base labels, then the label pairs
+ * given as varargs ending with NULL, e.g.
+ *   usher_sample_add(s, &desc_phase, 0.012, "phase", "connect", NULL);
+ * Label names must be valid Prometheus label names (a bug otherwise). */
+void usher_sample_add(struct usher_sample_set *s, const struct usher_metric_desc *desc,
+		      double value, ...);
+/* Same, with the extra pairs as a NULL-terminated array (may be NULL). */
+void usher_sample_addv(struct usher_sample_set *s, const struct usher_metric_desc *desc,
+		       double value, const char *const *pairs);
+
+/* A histogram with cumulative bucket counts: counts[i] is the number of
+ * observations <= bounds[i]; +Inf is count. The pairs are extra labels. */
+struct usher_histogram {
+	size_t nbuckets;
+	const double *bounds;
+	uint64_t *counts; /* nbuckets cumulative counts */
+	uint64_t count;
+	double sum;
+};
+void usher_sample_add_histogram(struct usher_sample_set *s, const struct usher_metric_desc *desc,
+				const struct usher_histogram *h, const char *const *pairs);
+/* Observes v into h (bounds ascending). */
+void usher_histogram_observe(struct usher_histogram *h, double v);
+
+struct usher_registry;
+
+struct usher_registry *usher_registry_new(void);
+/* Frees the registry and every published set. */
+void usher_registry_free(struct usher_registry *r);
+
+/* Publishes set (taken) as the current samples of owner, replacing and
+ * freeing owner's previous set. owner is any stable pointer. */
+void usher_registry_publish(struct usher_registry *r, const void *owner,
+			    struct usher_sample_set *set);
+/* Drops owner's samples (a removed probe). */
+void usher_registry_remove(struct usher_registry *r, const void *owner);
+
+/* A collector is called at every render to produce a fresh set (process
+ * metrics, build info). It returns a set the renderer frees, or NULL. */
+typedef struct usher_sample_set *usher_collector_fn(void *arg);
+void usher_registry_add_collector(struct usher_registry *r, usher_collector_fn *fn, void *arg);
+
+enum usher_expo_format {
+	USHER_EXPO_TEXT,        /* text/plain; version=0.0.4 */
+	USHER_EXPO_OPENMETRICS, /* application/openmetrics-text; version=1.0.0 */
+};
+
+/* The Content-Type header value for fmt. */
+const char *usher_expo_content_type(enum usher_expo_format fmt);
+/* Picks the format for an HTTP Accept header (NULL: text), honouring
+ * q-values the way Prometheus' expfmt.Negotiate does. */
+enum usher_expo_format usher_expo_negotiate(const char *accept);
+
+/* Renders every family, sorted by name, into out. Families are never split:
+ * samples of one family from several producers come under one HELP/TYPE. */
+enum usher_err usher_registry_render(struct usher_registry *r, enum usher_expo_format fmt,
+				     struct usher_buf *out);
+
+/* Escaping and number formatting as the exposition formats want them
+ * (exposed for tests and for other writers of the text format). */
+enum usher_err usher_expo_escape_label(struct usher_buf *b, const char *v);
+enum usher_err usher_expo_escape_help(struct usher_buf *b, const char *v, enum usher_expo_format fmt);
+/* Shortest text that reads back as exactly v; NaN, +Inf, -Inf. len >= 32. */
+void usher_expo_format_value(double v, char *out, size_t len);
+bool usher_metric_name_valid(const char *name);
+bool usher_label_name_valid(const char *name);
+
+#endif
