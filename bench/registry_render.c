@@ -3,7 +3,8 @@
  * in both formats. `registry_render dump text|openmetrics` writes one
  * render to stdout instead (for `promtool check metrics`).
  *
- *   cc -O2 -Ilib -I<build>/generated bench/registry_render.c <build>/lib/libusher.a -lm -lpthread */
+ *   cc -O2 -Ilib -I<build>/generated bench/registry_render.c <build>/lib/libusher.a -lm -lpthread
+ */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,17 +14,17 @@
 #include "metrics/registry.h"
 
 #define PRODUCERS 300
-#define RENDERS 50
+#define RENDERS   50
 
-static const struct usher_metric_desc desc_up = {"probe_success", USHER_METRIC_GAUGE,
-						 "Displays whether or not the probe was a success."};
+static const struct usher_metric_desc desc_up = {
+    "probe_success", USHER_METRIC_GAUGE, "Displays whether or not the probe was a success."};
 static const struct usher_metric_desc desc_phase = {
-	"probe_http_duration_seconds", USHER_METRIC_GAUGE,
-	"Duration of http request by phase, summed over all redirects."};
+    "probe_http_duration_seconds", USHER_METRIC_GAUGE,
+    "Duration of http request by phase, summed over all redirects."};
 static const struct usher_metric_desc desc_bytes = {"bench_received_bytes", USHER_METRIC_COUNTER,
 						    "Bytes received from the target."};
-static const struct usher_metric_desc desc_lat = {"bench_latency_seconds",
-						  USHER_METRIC_HISTOGRAM, "Request latency."};
+static const struct usher_metric_desc desc_lat = {"bench_latency_seconds", USHER_METRIC_HISTOGRAM,
+						  "Request latency."};
 
 static const double bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 
@@ -36,7 +37,8 @@ static struct usher_registry *fill(void)
 
 	for (i = 0; i < PRODUCERS; i++) {
 		uint64_t counts[sizeof(bounds) / sizeof(bounds[0])] = {0};
-		struct usher_histogram h = {sizeof(bounds) / sizeof(bounds[0]), bounds, counts, 0, 0};
+		struct usher_histogram h = {sizeof(bounds) / sizeof(bounds[0]), bounds, counts, 0,
+					    0};
 		char inst[64], n[16];
 		struct usher_sample_set *s;
 

@@ -7,17 +7,19 @@ set -eu
 build="build-essential cmake pkg-config git ca-certificates
   libcurl4-openssl-dev libjansson-dev libyaml-dev libpq-dev libhiredis-dev
   libsystemd-dev libmicrohttpd-dev libsqlite3-dev libssl-dev libzstd-dev
-  zlib1g-dev libpcre2-dev"
+  zlib1g-dev libpcre2-dev libgnutls28-dev"
 test="libcmocka-dev nginx-light openssl curl prometheus procps
-  systemd clang libclang-rt-14-dev"
-bench="prometheus-blackbox-exporter"
+  systemd clang libclang-rt-14-dev python3 apache2-utils"
+demo="python3 curl"
+bench="prometheus-blackbox-exporter nginx-light libcurl4-openssl-dev python3 linux-perf"
 
 want="$build"
 case "${1:-all}" in
   build) ;;
+  demo) want="$build $demo" ;;
   test) want="$build $test" ;;
   all) want="$build $test $bench" ;;
-  *) echo "usage: $0 [build|test|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [build|demo|test|all]" >&2; exit 2 ;;
 esac
 
 missing=""

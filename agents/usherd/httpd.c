@@ -29,31 +29,31 @@
 #include "core/mem.h"
 #include "core/timeutil.h"
 
-#define POOL_THREADS 2          /* renders run on these; two lets a health check pass a scrape */
-#define CONNECTION_LIMIT 128
+#define POOL_THREADS         2 /* renders run on these; two lets a health check pass a scrape */
+#define CONNECTION_LIMIT     128
 #define CONNECTION_TIMEOUT_S 30 /* an idle or trickling client is cut off after this */
-#define LISTEN_BACKLOG 128
-#define TLS_FILE_MAX (1024 * 1024)
-#define AUTH_CRED_MAX 1024      /* decoded "user:password" */
-#define AUTH_CACHE_SIZE 32
-#define AUTH_CACHE_TTL_MS (5 * 60 * 1000)
-#define MAX_CODES 8             /* distinct status codes counted per handler */
-#define HANDLER_OTHER "other"   /* label of requests no handler took */
+#define LISTEN_BACKLOG       128
+#define TLS_FILE_MAX         (1024 * 1024)
+#define AUTH_CRED_MAX        1024 /* decoded "user:password" */
+#define AUTH_CACHE_SIZE      32
+#define AUTH_CACHE_TTL_MS    (5 * 60 * 1000)
+#define MAX_CODES            8       /* distinct status codes counted per handler */
+#define HANDLER_OTHER        "other" /* label of requests no handler took */
 
 static const char realm_header[] = "Basic realm=\"usherd\"";
 static const char text_plain[] = "text/plain; charset=utf-8";
 static const char index_page[] =
-	"<html>\n<head><title>usherd</title></head>\n<body>\n<h1>usherd</h1>\n"
-	"<p><a href=\"/metrics\">Metrics</a></p>\n</body>\n</html>\n";
+    "<html>\n<head><title>usherd</title></head>\n<body>\n<h1>usherd</h1>\n"
+    "<p><a href=\"/metrics\">Metrics</a></p>\n</body>\n</html>\n";
 
 static const struct usher_metric_desc desc_duration = {
-	"usher_http_request_duration_seconds", USHER_METRIC_HISTOGRAM,
-	"Time spent answering HTTP requests, by handler."};
+    "usher_http_request_duration_seconds", USHER_METRIC_HISTOGRAM,
+    "Time spent answering HTTP requests, by handler."};
 static const struct usher_metric_desc desc_requests = {
-	"usher_http_requests", USHER_METRIC_COUNTER,
-	"HTTP requests answered, by handler and status code."};
-static const double duration_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-					 0.1,   0.25,   0.5,   1,    2.5,   5, 10};
+    "usher_http_requests", USHER_METRIC_COUNTER,
+    "HTTP requests answered, by handler and status code."};
+static const double duration_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+					 0.25,  0.5,    1,     2.5,  5,     10};
 #define NBOUNDS (sizeof(duration_bounds) / sizeof(duration_bounds[0]))
 
 enum builtin { BUILTIN_NONE, BUILTIN_INDEX, BUILTIN_METRICS, BUILTIN_HEALTHY, BUILTIN_READY };
@@ -62,10 +62,10 @@ static const struct {
 	const char *path;
 	enum builtin b;
 } builtins[] = {
-	{"/", BUILTIN_INDEX},
-	{"/metrics", BUILTIN_METRICS},
-	{"/-/healthy", BUILTIN_HEALTHY},
-	{"/-/ready", BUILTIN_READY},
+    {"/", BUILTIN_INDEX},
+    {"/metrics", BUILTIN_METRICS},
+    {"/-/healthy", BUILTIN_HEALTHY},
+    {"/-/ready", BUILTIN_READY},
 };
 #define NBUILTINS (sizeof(builtins) / sizeof(builtins[0]))
 
@@ -126,7 +126,7 @@ struct usher_httpd {
 	struct handler_stats **stats;
 	size_t nstats;
 
-	atomic_bool starting;    /* MHD messages go to start_error too */
+	atomic_bool starting; /* MHD messages go to start_error too */
 	pthread_mutex_t log_lock;
 	struct usher_complain log_complain;
 	char start_error[512];
@@ -139,9 +139,9 @@ struct request {
 	usher_http_handler_fn *fn;
 	void *arg;
 	struct handler_stats *stats;
-	int status;         /* a refusal decided before any handler: 401, 403, 404, 405, 413 */
-	char allow[128];    /* the Allow header of a 405 */
-	bool responded;     /* a response was queued before the body was read */
+	int status;      /* a refusal decided before any handler: 401, 403, 404, 405, 413 */
+	char allow[128]; /* the Allow header of a 405 */
+	bool responded;  /* a response was queued before the body was read */
 	bool too_big;
 	struct usher_buf body;
 	char *user;
@@ -387,15 +387,14 @@ static enum MHD_Result finish(struct usher_httpd *h, struct MHD_Connection *conn
 	MHD_destroy_response(resp);
 	rq->responded = true;
 	if (rq->stats)
-		stats_record(h, rq->stats, status,
-			     (double)(usher_mono_ns() - rq->start_ns) / 1e9);
+		stats_record(h, rq->stats, status, (double)(usher_mono_ns() - rq->start_ns) / 1e9);
 	return ret;
 }
 
 static struct MHD_Response *static_response(const char *body, const char *ctype)
 {
 	struct MHD_Response *resp = MHD_create_response_from_buffer(
-		strlen(body), (void *)(uintptr_t)body, MHD_RESPMEM_PERSISTENT);
+	    strlen(body), (void *)(uintptr_t)body, MHD_RESPMEM_PERSISTENT);
 
 	if (resp)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
@@ -433,16 +432,15 @@ static enum MHD_Result refuse(struct usher_httpd *h, struct MHD_Connection *conn
 			      struct request *rq)
 {
 	switch (rq->status) {
-	case MHD_HTTP_UNAUTHORIZED:
-		return send_unauthorized(h, conn, rq);
+	case MHD_HTTP_UNAUTHORIZED: return send_unauthorized(h, conn, rq);
 	case MHD_HTTP_FORBIDDEN:
 		return send_text(h, conn, rq, MHD_HTTP_FORBIDDEN,
 				 "a client certificate signed by the configured client_ca_file is "
 				 "required\n");
-	case MHD_HTTP_METHOD_NOT_ALLOWED:
-		return send_not_allowed(h, conn, rq);
+	case MHD_HTTP_METHOD_NOT_ALLOWED: return send_not_allowed(h, conn, rq);
 	case MHD_HTTP_CONTENT_TOO_LARGE:
-		return send_text(h, conn, rq, MHD_HTTP_CONTENT_TOO_LARGE, "Request Entity Too Large\n");
+		return send_text(h, conn, rq, MHD_HTTP_CONTENT_TOO_LARGE,
+				 "Request Entity Too Large\n");
 	}
 	return send_text(h, conn, rq, MHD_HTTP_NOT_FOUND, "404 page not found\n");
 }
@@ -452,9 +450,10 @@ static enum MHD_Result refuse(struct usher_httpd *h, struct MHD_Connection *conn
 static enum MHD_Result serve_metrics(struct usher_httpd *h, struct MHD_Connection *conn,
 				     struct request *rq)
 {
-	const char *accept = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
-	const char *ae = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-						     MHD_HTTP_HEADER_ACCEPT_ENCODING);
+	const char *accept =
+	    MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
+	const char *ae =
+	    MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT_ENCODING);
 	enum usher_expo_format fmt = usher_expo_negotiate(accept);
 	struct MHD_Response *resp;
 	struct usher_buf b;
@@ -479,12 +478,14 @@ static enum MHD_Result serve_metrics(struct usher_httpd *h, struct MHD_Connectio
 	} else {
 		size_t len = b.len;
 
-		resp = MHD_create_response_from_buffer(len, usher_buf_take(&b), MHD_RESPMEM_MUST_FREE);
+		resp =
+		    MHD_create_response_from_buffer(len, usher_buf_take(&b), MHD_RESPMEM_MUST_FREE);
 	}
 	if (resp) {
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
 					usher_expo_content_type(fmt));
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, MHD_HTTP_HEADER_ACCEPT_ENCODING);
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY,
+					MHD_HTTP_HEADER_ACCEPT_ENCODING);
 		if (gzipped)
 			MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_ENCODING, "gzip");
 	}
@@ -523,14 +524,15 @@ static enum MHD_Result serve_route(struct usher_httpd *h, struct MHD_Connection 
 				   struct request *rq, const char *method, const char *path)
 {
 	struct usher_http_request req = {
-		.method = method,
-		.path = path,
-		.body = usher_buf_str(&rq->body),
-		.body_len = rq->body.len,
-		.user = rq->user,
-		.conn = conn,
+	    .method = method,
+	    .path = path,
+	    .body = usher_buf_str(&rq->body),
+	    .body_len = rq->body.len,
+	    .user = rq->user,
+	    .conn = conn,
 	};
-	struct usher_http_response resp = {.status = MHD_HTTP_OK, .content_type = "application/json"};
+	struct usher_http_response resp = {.status = MHD_HTTP_OK,
+					   .content_type = "application/json"};
 	struct MHD_Response *mr = NULL;
 	int status;
 	size_t i, len;
@@ -543,7 +545,8 @@ static enum MHD_Result serve_route(struct usher_httpd *h, struct MHD_Connection 
 	}
 	status = resp.status;
 	len = resp.body.len;
-	mr = MHD_create_response_from_buffer(len, usher_buf_take(&resp.body), MHD_RESPMEM_MUST_FREE);
+	mr =
+	    MHD_create_response_from_buffer(len, usher_buf_take(&resp.body), MHD_RESPMEM_MUST_FREE);
 	if (!mr)
 		goto out;
 	MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE, resp.content_type);
@@ -577,7 +580,8 @@ static void allow_add(char *allow, size_t len, const char *method)
 
 static bool is_get_or_head(const char *method)
 {
-	return strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+	return strcmp(method, MHD_HTTP_METHOD_GET) == 0 ||
+	       strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
 }
 
 /* Decides who answers: a built-in, a route, or a 404/405 (rq->status). */
@@ -647,7 +651,7 @@ out:
 static bool client_cert_ok(struct MHD_Connection *conn)
 {
 	const union MHD_ConnectionInfo *ci =
-		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+	    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
 	unsigned int status = 0;
 
 	if (!ci || !ci->tls_session)
@@ -780,8 +784,8 @@ static bool bcrypt_matches(const char *pass, const char *hash)
 /* Checks the Basic credentials of the request; on success rq->user is set. */
 static bool auth_ok(struct usher_httpd *h, struct MHD_Connection *conn, struct request *rq)
 {
-	const char *hdr = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-						      MHD_HTTP_HEADER_AUTHORIZATION);
+	const char *hdr =
+	    MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
 	const struct auth_user *u = NULL;
 	char cred[AUTH_CRED_MAX + 1];
 	unsigned char key[32];
@@ -827,8 +831,8 @@ out:
 /* The declared body length: 0 without a body, -1 for chunked or bad. */
 static int64_t body_length(struct MHD_Connection *conn)
 {
-	const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-						     MHD_HTTP_HEADER_CONTENT_LENGTH);
+	const char *cl =
+	    MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 	int64_t n = 0;
 
 	if (MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING))
@@ -893,19 +897,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		return refuse(h, conn, rq);
 
 	switch (rq->builtin) {
-	case BUILTIN_METRICS:
-		return serve_metrics(h, conn, rq);
-	case BUILTIN_HEALTHY:
-		return send_text(h, conn, rq, MHD_HTTP_OK, "usherd is Healthy.\n");
+	case BUILTIN_METRICS: return serve_metrics(h, conn, rq);
+	case BUILTIN_HEALTHY: return send_text(h, conn, rq, MHD_HTTP_OK, "usherd is Healthy.\n");
 	case BUILTIN_READY:
 		if (atomic_load(&h->ready))
 			return send_text(h, conn, rq, MHD_HTTP_OK, "usherd is Ready.\n");
-		return send_text(h, conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "usherd is not ready.\n");
+		return send_text(h, conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE,
+				 "usherd is not ready.\n");
 	case BUILTIN_INDEX:
 		return finish(h, conn, rq, MHD_HTTP_OK,
 			      static_response(index_page, "text/html; charset=utf-8"));
-	case BUILTIN_NONE:
-		break;
+	case BUILTIN_NONE: break;
 	}
 	return serve_route(h, conn, rq, method, url);
 }
@@ -929,8 +931,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 /* MHD's messages: at start they explain a failure; later they are mostly
  * about misbehaving clients (a plain HTTP request on the TLS port), so they
  * are rate-limited to one line a minute. */
-__attribute__((format(printf, 2, 0)))
-static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	struct usher_httpd *h = cls;
 	char msg[512];
@@ -952,9 +953,10 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	log_now = usher_complain(&h->log_complain, usher_mono_ms(), &held);
 	pthread_mutex_unlock(&h->log_lock);
 	if (log_now)
-		usher_log_event(h->log, USHER_LOG_WARN,
-				(struct usher_log_field[]){USHER_LFI("usher.suppressed", (int64_t)held)},
-				held ? 1 : 0, "http server: %s", msg);
+		usher_log_event(
+		    h->log, USHER_LOG_WARN,
+		    (struct usher_log_field[]){USHER_LFI("usher.suppressed", (int64_t)held)},
+		    held ? 1 : 0, "http server: %s", msg);
 }
 
 /* --- listening ----------------------------------------------------------- */
@@ -982,7 +984,8 @@ static enum usher_err split_listen(const char *listen, char *host, size_t hostle
 		if (memchr(listen, ':', (size_t)(colon - listen)))
 			return usher_fail(err, USHER_ERR_INVALID,
 					  "server.listen: %s: write an IPv6 address in brackets, "
-					  "as [::1]:9469", listen);
+					  "as [::1]:9469",
+					  listen);
 	}
 	if ((size_t)(hend - h) >= hostlen || !colon[1] || strlen(colon + 1) >= portlen)
 		goto bad;
@@ -1126,8 +1129,9 @@ static enum usher_err load_tls(struct usher_httpd *h, const struct usher_server_
 
 	if (!tls->cert_file && !tls->key_file) {
 		if (tls->client_ca_file)
-			return usher_fail(err, USHER_ERR_INVALID,
-					  "server.tls: client_ca_file needs cert_file and key_file");
+			return usher_fail(
+			    err, USHER_ERR_INVALID,
+			    "server.tls: client_ca_file needs cert_file and key_file");
 		return USHER_OK;
 	}
 	if (!tls->cert_file || !tls->key_file)
@@ -1142,7 +1146,8 @@ static enum usher_err load_tls(struct usher_httpd *h, const struct usher_server_
 		if (rc)
 			return usher_fail(err, USHER_ERR_IO, "server.tls.%s: cannot read %s: %s",
 					  names[i], paths[i],
-					  rc == USHER_ERR_TOOBIG ? "larger than 1 MiB" : strerror(errno));
+					  rc == USHER_ERR_TOOBIG ? "larger than 1 MiB"
+								 : strerror(errno));
 	}
 	h->client_certs = h->tls_ca != NULL;
 	return USHER_OK;
@@ -1218,11 +1223,12 @@ enum usher_err usher_httpd_start(const struct usher_server_conf *conf, struct us
 		goto out;
 	if (h->tls_cert) {
 		flags |= MHD_USE_TLS;
-		tls_opts[ntls++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, h->tls_cert};
+		tls_opts[ntls++] =
+		    (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, h->tls_cert};
 		tls_opts[ntls++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, h->tls_key};
 		if (h->tls_ca)
 			tls_opts[ntls++] =
-				(struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, h->tls_ca};
+			    (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, h->tls_ca};
 	}
 	tls_opts[ntls] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 
@@ -1239,6 +1245,7 @@ enum usher_err usher_httpd_start(const struct usher_server_conf *conf, struct us
 		goto out;
 	}
 	atomic_store(&h->starting, true);
+	/* clang-format off */
 	h->mhd = MHD_start_daemon(
 		flags, 0, NULL, NULL, on_request, h,
 		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h, /* first, to catch every message */
@@ -1249,6 +1256,7 @@ enum usher_err usher_httpd_start(const struct usher_server_conf *conf, struct us
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
 		MHD_OPTION_ARRAY, tls_opts,
 		MHD_OPTION_END);
+	/* clang-format on */
 	atomic_store(&h->starting, false);
 	if (!h->mhd) {
 		rc = h->tls_cert ? USHER_ERR_TLS : USHER_ERR_NETWORK;
@@ -1258,10 +1266,6 @@ enum usher_err usher_httpd_start(const struct usher_server_conf *conf, struct us
 							    : "libmicrohttpd refused to start"));
 		goto out;
 	}
-	usher_log_event(log, USHER_LOG_INFO,
-			(struct usher_log_field[]){USHER_LFS("url.scheme", h->tls_cert ? "https" : "http"),
-						   USHER_LFI("server.port", h->port)},
-			2, "listening on %s", h->listen);
 	*out = h;
 	h = NULL;
 out:

@@ -15,9 +15,9 @@
 #include "core/log.h"
 #include "metrics/registry.h"
 
-#define USHER_HTTP_REQUEST_BODY_MAX (1024 * 1024)   /* larger bodies get 413 */
-#define USHER_HTTP_RESPONSE_BODY_MAX (64u << 20)    /* a handler's response */
-#define USHER_HTTP_METRICS_MAX (256u << 20)         /* one /metrics render */
+#define USHER_HTTP_REQUEST_BODY_MAX     (1024 * 1024) /* larger bodies get 413 */
+#define USHER_HTTP_RESPONSE_BODY_MAX    (64u << 20)   /* a handler's response */
+#define USHER_HTTP_METRICS_MAX          (256u << 20)  /* one /metrics render */
 #define USHER_HTTP_RESPONSE_HEADERS_MAX 8
 
 /* A request as handlers see it. Everything is borrowed for the duration of
@@ -27,8 +27,8 @@ struct usher_http_request {
 	const char *path;   /* decoded, without the query string */
 	const char *body;   /* NUL-terminated; "" when there is none */
 	size_t body_len;
-	const char *user;   /* the basic-auth user, or NULL when auth is off */
-	void *conn;         /* private to httpd.c */
+	const char *user; /* the basic-auth user, or NULL when auth is off */
+	void *conn;       /* private to httpd.c */
 };
 
 /* The value of query argument name ("?silenced=true"), NULL when absent;

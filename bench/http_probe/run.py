@@ -162,7 +162,7 @@ def proc_status(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             k, _, v = line.partition(":")
-            if k in ("VmHWM", "VmRSS", "Threads"):
+            if k in ("VmHWM", "VmRSS", "RssAnon", "RssFile", "Threads"):
                 out[k] = int(v.split()[0])
     return out  # VmHWM/VmRSS in KiB
 
@@ -313,6 +313,7 @@ def usherd_config(n, nginx_port, listen_port, state_dir):
             "    interval: 1s",
             "    timeout: 900ms",
             "    method: GET",
+            '    valid_status_codes: ["2xx"]',
             "    follow_redirects: true",
             "    ip_protocol: ip4",
             f'    labels: {{instance: "{url}"}}',
@@ -496,6 +497,7 @@ def run_one(args, procs, driver, work, tool, n, nginx_port, nginx_proc, rep):
         "sub_cpu_pct": [100 * (y["cpu"] - x["cpu"]) / (y["t"] - x["t"])
                         for x, y in zip(subs, subs[1:])],
         "hwm_mib": st["VmHWM"] / 1024, "rss_mib": st["VmRSS"] / 1024,
+        "rss_anon_mib": st["RssAnon"] / 1024, "rss_file_mib": st["RssFile"] / 1024,
         "threads": st.get("Threads"),
         "nginx_cpu_s": b["nginx"] - a["nginx"],
         "driver_cpu_s": b["driver"] - a["driver"],
@@ -571,20 +573,28 @@ def profile_usherd(args, procs, driver, work, n, nginx_port):
     d, _ = start_driver(procs, driver, rdir, urls, check, args.warmup + args.profile + 5)
     time.sleep(args.warmup)
     data = os.path.join(rdir, "perf.data")
-    subprocess.run([perf, "record", "-q", "-e", "cpu-clock", "-F", "999", "-g", "-p", str(p.pid),
+    # dwarf call graphs: a Release build has no frame pointers
+    subprocess.run([perf, "record", "-q", "-e", "cpu-clock", "-F", "499",
+                    "--call-graph", "dwarf,16384", "-p", str(p.pid),
                     "-o", data, "--", "sleep", str(args.profile)],
-                   capture_output=True, timeout=args.profile + 60)
+                   capture_output=True, timeout=args.profile + 120)
     procs.stop(d, signal.SIGTERM, grace=10)
     procs.stop(p, signal.SIGTERM, grace=5)
     out = {}
-    for key, sort in (("by_dso", "dso"), ("by_symbol", "dso,symbol")):
-        r = subprocess.run([perf, "report", "-i", data, "--no-children", "--sort", sort,
-                            "--stdio", "-g", "none", "--percent-limit", "0.5"],
-                           capture_output=True, text=True, timeout=120)
-        lines = [ln for ln in r.stdout.splitlines() if ln.strip() and not ln.startswith("#")]
-        out[key] = lines[:40]
+    views = (("by_dso", ["--no-children", "-F", "overhead,dso"]),
+             ("by_symbol", ["--no-children", "-F", "overhead,dso,sym"]),
+             ("inclusive", ["--children", "-F", "overhead_children,overhead,dso,sym"]))
+    for key, opts in views:
+        r = subprocess.run([perf, "report", "-i", data, "--stdio", "-g", "none",
+                            "--percent-limit", "0.5"] + opts,
+                           capture_output=True, text=True, timeout=300)
         with open(os.path.join(rdir, f"perf-{key}.txt"), "w") as f:
             f.write(r.stdout)
+        lines = [ln.rstrip() for ln in r.stdout.splitlines()
+                 if ln.strip() and not ln.startswith("#")]
+        if key == "inclusive":  # usherd's own functions, inclusive time
+            lines = [ln for ln in lines if " usherd " in ln and "[.] main" not in ln]
+        out[key] = lines[:40]
     log(f"profile written under {rdir}")
     return out
 
@@ -701,6 +711,12 @@ def report(results, meta):
         out += prof["by_dso"][:12]
         out.append("")
         out += prof["by_symbol"][:30]
+        out.append("```")
+        out.append("")
+        out.append("usherd's own functions, inclusive (children) and self time:")
+        out.append("")
+        out.append("```")
+        out += prof["inclusive"][:25]
         out.append("```")
     return "\n".join(out) + "\n"
 

@@ -15,9 +15,9 @@
 #include "usher_version.h"
 
 #define STR_(x) #x
-#define STR(x) STR_(x)
+#define STR(x)  STR_(x)
 #if defined(__clang__)
-#define USHER_COMPILER \
+#define USHER_COMPILER                                                                             \
 	"clang " STR(__clang_major__) "." STR(__clang_minor__) "." STR(__clang_patchlevel__)
 #elif defined(__GNUC__)
 #define USHER_COMPILER "gcc " STR(__GNUC__) "." STR(__GNUC_MINOR__) "." STR(__GNUC_PATCHLEVEL__)
@@ -28,26 +28,26 @@
 #define PROC_STAT_MAX (4 * 1024 * 1024) /* /proc/stat grows with CPUs and IRQs */
 
 static const struct usher_metric_desc desc_cpu = {
-	"process_cpu_seconds", USHER_METRIC_COUNTER,
-	"Total user and system CPU time spent in seconds."};
-static const struct usher_metric_desc desc_open_fds = {
-	"process_open_fds", USHER_METRIC_GAUGE, "Number of open file descriptors."};
-static const struct usher_metric_desc desc_max_fds = {
-	"process_max_fds", USHER_METRIC_GAUGE, "Maximum number of open file descriptors."};
+    "process_cpu_seconds", USHER_METRIC_COUNTER,
+    "Total user and system CPU time spent in seconds."};
+static const struct usher_metric_desc desc_open_fds = {"process_open_fds", USHER_METRIC_GAUGE,
+						       "Number of open file descriptors."};
+static const struct usher_metric_desc desc_max_fds = {"process_max_fds", USHER_METRIC_GAUGE,
+						      "Maximum number of open file descriptors."};
 static const struct usher_metric_desc desc_vsize = {
-	"process_virtual_memory_bytes", USHER_METRIC_GAUGE, "Virtual memory size in bytes."};
+    "process_virtual_memory_bytes", USHER_METRIC_GAUGE, "Virtual memory size in bytes."};
 static const struct usher_metric_desc desc_vsize_max = {
-	"process_virtual_memory_max_bytes", USHER_METRIC_GAUGE,
-	"Maximum amount of virtual memory available in bytes."};
+    "process_virtual_memory_max_bytes", USHER_METRIC_GAUGE,
+    "Maximum amount of virtual memory available in bytes."};
 static const struct usher_metric_desc desc_rss = {
-	"process_resident_memory_bytes", USHER_METRIC_GAUGE, "Resident memory size in bytes."};
+    "process_resident_memory_bytes", USHER_METRIC_GAUGE, "Resident memory size in bytes."};
 static const struct usher_metric_desc desc_start = {
-	"process_start_time_seconds", USHER_METRIC_GAUGE,
-	"Start time of the process since unix epoch in seconds."};
+    "process_start_time_seconds", USHER_METRIC_GAUGE,
+    "Start time of the process since unix epoch in seconds."};
 static const struct usher_metric_desc desc_build = {
-	"usher_build_info", USHER_METRIC_GAUGE,
-	"A metric with a constant '1' value labeled by version, revision and compiler from which "
-	"usher was built."};
+    "usher_build_info", USHER_METRIC_GAUGE,
+    "A metric with a constant '1' value labeled by version, revision and compiler from which "
+    "usher was built."};
 
 /* Reads all of path into b (bounded by its maximum). */
 static enum usher_err slurp(const char *path, struct usher_buf *b)
@@ -94,11 +94,11 @@ static bool parse_u64(const char **pp, uint64_t *v)
 }
 
 /* Fields of /proc/self/stat (proc(5)), counted from 1 like the man page. */
-#define STAT_UTIME 14
-#define STAT_STIME 15
+#define STAT_UTIME     14
+#define STAT_STIME     15
 #define STAT_STARTTIME 22
-#define STAT_VSIZE 23
-#define STAT_RSS 24
+#define STAT_VSIZE     23
+#define STAT_RSS       24
 
 struct proc_stat {
 	uint64_t utime, stime, starttime, vsize, rss;

@@ -23,10 +23,10 @@
 #include "core/arena.h"
 #include "core/mem.h"
 
-#define MAX_PAIRS 32           /* extra label pairs per usher_sample_add call */
-#define CHUNK_FIRST 16         /* samples in a set's first chunk */
-#define CHUNK_MAX 512          /* chunks double up to this many samples */
-#define LINE_MAX_STACK 1024    /* sample lines shorter than this take one copy */
+#define MAX_PAIRS      32   /* extra label pairs per usher_sample_add call */
+#define CHUNK_FIRST    16   /* samples in a set's first chunk */
+#define CHUNK_MAX      512  /* chunks double up to this many samples */
+#define LINE_MAX_STACK 1024 /* sample lines shorter than this take one copy */
 
 /* What is appended to the family name to make a sample's series name. */
 enum suffix { SUF_NONE, SUF_BUCKET, SUF_SUM, SUF_COUNT };
@@ -35,10 +35,10 @@ static const struct {
 	const char *s;
 	size_t len;
 } suffixes[] = {
-	[SUF_NONE] = {"", 0},
-	[SUF_BUCKET] = {"_bucket", 7},
-	[SUF_SUM] = {"_sum", 4},
-	[SUF_COUNT] = {"_count", 6},
+    [SUF_NONE] = {"", 0},
+    [SUF_BUCKET] = {"_bucket", 7},
+    [SUF_SUM] = {"_sum", 4},
+    [SUF_COUNT] = {"_count", 6},
 };
 
 /* One sample, with everything the writer needs already rendered. */
@@ -180,7 +180,8 @@ enum usher_err usher_expo_escape_label(struct usher_buf *b, const char *v)
 	return escape_to_buf(b, v, true);
 }
 
-enum usher_err usher_expo_escape_help(struct usher_buf *b, const char *v, enum usher_expo_format fmt)
+enum usher_err usher_expo_escape_help(struct usher_buf *b, const char *v,
+				      enum usher_expo_format fmt)
 {
 	return escape_to_buf(b, v, fmt == USHER_EXPO_OPENMETRICS);
 }
@@ -271,7 +272,8 @@ static size_t pairs_len(size_t base, const char *const *pairs, const char *le)
 
 	for (i = 0; pairs && pairs[i]; i += 2) {
 		assert(usher_label_name_valid(pairs[i]));
-		n += (n ? 1 : 0) + strlen(pairs[i]) + 3 + escape(NULL, pairs[i + 1] ? pairs[i + 1] : "", true);
+		n += (n ? 1 : 0) + strlen(pairs[i]) + 3 +
+		     escape(NULL, pairs[i + 1] ? pairs[i + 1] : "", true);
 	}
 	if (le)
 		n += (n ? 1 : 0) + 5 + strlen(le);
@@ -546,12 +548,40 @@ void usher_registry_remove(struct usher_registry *r, const void *owner)
 	usher_sample_set_free(old);
 }
 
+void usher_registry_move(struct usher_registry *r, const void *old_owner, const void *new_owner)
+{
+	struct usher_sample_set *dropped = NULL;
+	size_t i, from = SIZE_MAX, to = SIZE_MAX;
+
+	if (old_owner == new_owner)
+		return;
+	pthread_mutex_lock(&r->lock);
+	for (i = 0; i < r->nentries; i++) {
+		if (r->entries[i].owner == old_owner)
+			from = i;
+		else if (r->entries[i].owner == new_owner)
+			to = i;
+	}
+	if (from != SIZE_MAX) {
+		r->entries[from].owner = new_owner;
+		if (to != SIZE_MAX) {
+			dropped = r->entries[to].set;
+			memmove(&r->entries[to], &r->entries[to + 1],
+				(r->nentries - to - 1) * sizeof(*r->entries));
+			r->nentries--;
+		}
+	}
+	pthread_mutex_unlock(&r->lock);
+	usher_sample_set_free(dropped);
+}
+
 void usher_registry_add_collector(struct usher_registry *r, usher_collector_fn *fn, void *arg)
 {
 	pthread_mutex_lock(&r->lock);
 	if (r->ncollectors == r->capcollectors) {
 		r->capcollectors = r->capcollectors ? r->capcollectors * 2 : 4;
-		r->collectors = usher_realloc(r->collectors, r->capcollectors * sizeof(*r->collectors));
+		r->collectors =
+		    usher_realloc(r->collectors, r->capcollectors * sizeof(*r->collectors));
 	}
 	r->collectors[r->ncollectors].fn = fn;
 	r->collectors[r->ncollectors].arg = arg;
@@ -797,7 +827,8 @@ static enum usher_err write_family_header(struct usher_buf *out, const struct us
 {
 	/* 0.0.4 names the counter family by its series (x_total); OpenMetrics
 	 * by the bare name */
-	const char *total = d->type == USHER_METRIC_COUNTER && fmt == USHER_EXPO_TEXT ? "_total" : "";
+	const char *total =
+	    d->type == USHER_METRIC_COUNTER && fmt == USHER_EXPO_TEXT ? "_total" : "";
 	enum usher_err rc = USHER_OK;
 
 	if (d->help) {
@@ -808,7 +839,8 @@ static enum usher_err write_family_header(struct usher_buf *out, const struct us
 			rc = usher_buf_addc(out, '\n');
 	}
 	if (!rc)
-		rc = usher_buf_addf(out, "# TYPE %s%s %s\n", d->name, total, type_name(d->type, fmt));
+		rc = usher_buf_addf(out, "# TYPE %s%s %s\n", d->name, total,
+				    type_name(d->type, fmt));
 	return rc;
 }
 
@@ -870,7 +902,8 @@ static enum usher_err write_families(struct usher_buf *out, struct runs *rs,
 	enum usher_err rc = USHER_OK;
 	size_t i, j, k;
 
-	qsort(rs->v, rs->n, sizeof(*rs->v), run_cmp);
+	if (rs->n)
+		qsort(rs->v, rs->n, sizeof(*rs->v), run_cmp);
 	for (i = 0; i < rs->n && !rc; i = j) {
 		const struct usher_metric_desc *fam = rs->v[i].desc;
 

@@ -4,8 +4,9 @@
  *
  * A sample set is built by one producer on one thread and then handed to the
  * registry, which replaces that producer's previous set atomically, so a
- * scrape never sees half a probe run. Rendering takes the registry lock only
- * while it copies pointers. */
+ * scrape never sees half a probe run. Published sets are immutable and
+ * reference-counted: rendering takes the registry lock only while it takes a
+ * reference on each set, and formats without it (docs/internals/metrics.md). */
 #ifndef USHER_METRICS_REGISTRY_H
 #define USHER_METRICS_REGISTRY_H
 
@@ -40,13 +41,18 @@ struct usher_sample_set;
 struct usher_sample_set *usher_sample_set_new(const char *const *base_pairs);
 /* Same, with the base pairs as varargs: ("job", "api", NULL). */
 struct usher_sample_set *usher_sample_set_newv(const char *first, ...);
+/* Frees a set that was never published (a published set is the
+ * registry's). Accepts NULL. */
 void usher_sample_set_free(struct usher_sample_set *s);
+/* The number of samples, a histogram counting one per bucket, _sum, _count. */
 size_t usher_sample_set_count(const struct usher_sample_set *s);
 
 /* Adds one sample: desc's family, the base labels, then the label pairs
  * given as varargs ending with NULL, e.g.
  *   usher_sample_add(s, &desc_phase, 0.012, "phase", "connect", NULL);
- * Label names must be valid Prometheus label names (a bug otherwise). */
+ * Label names must be valid Prometheus label names (a bug otherwise), at
+ * most 32 pairs; values are copied and escaped (a NULL value is "", bytes
+ * that are not UTF-8 become U+FFFD). */
 void usher_sample_add(struct usher_sample_set *s, const struct usher_metric_desc *desc,
 		      double value, ...);
 /* Same, with the extra pairs as a NULL-terminated array (may be NULL). */
@@ -74,14 +80,24 @@ struct usher_registry *usher_registry_new(void);
 void usher_registry_free(struct usher_registry *r);
 
 /* Publishes set (taken) as the current samples of owner, replacing and
- * freeing owner's previous set. owner is any stable pointer. */
+ * freeing owner's previous set (once renders in flight are done with it).
+ * owner is any stable pointer; producers keep the order of their first
+ * publish within a family. set must not be changed afterwards; NULL is
+ * usher_registry_remove. Thread-safe. */
 void usher_registry_publish(struct usher_registry *r, const void *owner,
 			    struct usher_sample_set *set);
 /* Drops owner's samples (a removed probe). */
 void usher_registry_remove(struct usher_registry *r, const void *owner);
+/* Hands old_owner's published set, and its place in the producer order, to
+ * new_owner, freeing any set new_owner had: a producer rebuilt by a reload
+ * keeps serving its last samples until its first new run. Does nothing
+ * when old_owner has published nothing. Thread-safe. */
+void usher_registry_move(struct usher_registry *r, const void *old_owner, const void *new_owner);
 
 /* A collector is called at every render to produce a fresh set (process
- * metrics, build info). It returns a set the renderer frees, or NULL. */
+ * metrics, build info). It returns a set the renderer frees, or NULL. It
+ * runs outside the registry lock, possibly in two renders at once, so it
+ * must be thread-safe; collectors stay registered until usher_registry_free. */
 typedef struct usher_sample_set *usher_collector_fn(void *arg);
 void usher_registry_add_collector(struct usher_registry *r, usher_collector_fn *fn, void *arg);
 
@@ -97,7 +113,11 @@ const char *usher_expo_content_type(enum usher_expo_format fmt);
 enum usher_expo_format usher_expo_negotiate(const char *accept);
 
 /* Renders every family, sorted by name, into out. Families are never split:
- * samples of one family from several producers come under one HELP/TYPE. */
+ * samples of one family from several producers come under one HELP/TYPE, in
+ * producer order; samples whose desc disagrees with the family's first desc
+ * on the type are left out. Thread-safe, also against publishes. Returns
+ * USHER_ERR_TOOBIG when out's maximum is reached; out then holds a partial
+ * render to discard. */
 enum usher_err usher_registry_render(struct usher_registry *r, enum usher_expo_format fmt,
 				     struct usher_buf *out);
 
@@ -105,7 +125,8 @@ enum usher_err usher_registry_render(struct usher_registry *r, enum usher_expo_f
  * (exposed for tests and for other writers of the text format). */
 enum usher_err usher_expo_escape_label(struct usher_buf *b, const char *v);
 enum usher_err usher_expo_escape_help(struct usher_buf *b, const char *v, enum usher_expo_format fmt);
-/* Shortest text that reads back as exactly v; NaN, +Inf, -Inf. len >= 32. */
+/* Text that reads back as exactly v (integers below 1e15 in full, else the
+ * first of %.15g, %.16g, %.17g that round-trips); NaN, +Inf, -Inf. len >= 32. */
 void usher_expo_format_value(double v, char *out, size_t len);
 bool usher_metric_name_valid(const char *name);
 bool usher_label_name_valid(const char *name);

@@ -140,11 +140,12 @@ static const char *redact(struct usher_arena *a, const char *url)
 
 char *usher_http_describe(const struct usher_http_opts *o)
 {
+	const char *m = o->method ? o->method : "GET";
 	struct usher_buf b;
 	size_t start = 0, n = userinfo_span(o->url, &start);
 
-	usher_buf_init(&b, strlen(o->method) + strlen(o->url) + 2);
-	usher_buf_addf(&b, "%s ", o->method);
+	usher_buf_init(&b, strlen(m) + strlen(o->url) + 2);
+	usher_buf_addf(&b, "%s ", m);
 	if (n) {
 		usher_buf_add(&b, o->url, start);
 		usher_buf_addstr(&b, o->url + start + n);
@@ -158,8 +159,10 @@ char *usher_http_describe(const struct usher_http_opts *o)
 
 /* Compiles pattern the way blackbox's Go regexps behave where PCRE2 can:
  * UTF-8 that tolerates invalid bytes in the subject, and "$" only at the
- * very end. On failure writes PCRE2's reason and offset into msg. */
-static pcre2_code *regex_compile(const char *pattern, bool jit, char *msg, size_t len)
+ * very end. On failure writes PCRE2's reason and offset into msg. No JIT:
+ * probe bodies are small, the interpreter honours the heap limit, and JIT
+ * code defeats valgrind. */
+static pcre2_code *regex_compile(const char *pattern, char *msg, size_t len)
 {
 	PCRE2_UCHAR text[256];
 	PCRE2_SIZE off = 0;
@@ -174,9 +177,6 @@ static pcre2_code *regex_compile(const char *pattern, bool jit, char *msg, size_
 		snprintf(msg, len, "%s at offset %zu", (const char *)text, (size_t)off);
 		return NULL;
 	}
-	/* a speed-up only: without JIT the interpreter runs the same pattern */
-	if (jit)
-		pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
 	return re;
 }
 
@@ -190,10 +190,10 @@ static enum usher_err check_regex(struct usher_cfgctx *ctx, const struct usher_y
 	if (n->kind != USHER_Y_SCALAR)
 		return usher_cfg_error(ctx, n, "expected a regular expression, got a %s",
 				       usher_ynode_kind_name(n->kind));
-	re = regex_compile(n->value, false, msg, sizeof(msg));
+	re = regex_compile(n->value, msg, sizeof(msg));
 	if (!re)
-		return usher_cfg_error(ctx, n, "invalid regexp %s: %s", shows(q, sizeof(q), n->value),
-				       msg);
+		return usher_cfg_error(ctx, n, "invalid regexp %s: %s",
+				       shows(q, sizeof(q), n->value), msg);
 	pcre2_code_free(re);
 	return USHER_OK;
 }
@@ -277,8 +277,9 @@ static enum usher_err parse_status_codes(struct usher_cfgctx *ctx, const struct 
 		items = &n;
 		count = 1;
 	} else if (n->kind != USHER_Y_SEQ) {
-		return usher_cfg_error(ctx, n, "valid_status_codes: expected a list of status codes, "
-					       "got a %s",
+		return usher_cfg_error(ctx, n,
+				       "valid_status_codes: expected a list of status codes, "
+				       "got a %s",
 				       usher_ynode_kind_name(n->kind));
 	}
 	sc->n = 0;
@@ -287,11 +288,12 @@ static enum usher_err parse_status_codes(struct usher_cfgctx *ctx, const struct 
 		const struct usher_ynode *it = items[i];
 
 		if (it->kind != USHER_Y_SCALAR || parse_status_one(it->value, &sc->v[sc->n])) {
-			rc = usher_cfg_error(ctx, it,
-					     "invalid status code %s: want a number from 100 to 599 "
-					     "or a class like \"2xx\"",
-					     it->kind == USHER_Y_SCALAR ? shows(q, sizeof(q), it->value)
-									: usher_ynode_kind_name(it->kind));
+			rc = usher_cfg_error(
+			    ctx, it,
+			    "invalid status code %s: want a number from 100 to 599 "
+			    "or a class like \"2xx\"",
+			    it->kind == USHER_Y_SCALAR ? shows(q, sizeof(q), it->value)
+						       : usher_ynode_kind_name(it->kind));
 			continue;
 		}
 		sc->n++;
@@ -316,10 +318,10 @@ static enum usher_err parse_ip_protocol(struct usher_cfgctx *ctx, const struct u
 }
 
 static const char *const json_type_names[] = {
-	[USHER_HTTP_JSON_ANY] = "any",         [USHER_HTTP_JSON_STRING] = "string",
-	[USHER_HTTP_JSON_NUMBER] = "number",   [USHER_HTTP_JSON_INTEGER] = "integer",
-	[USHER_HTTP_JSON_BOOLEAN] = "boolean", [USHER_HTTP_JSON_OBJECT] = "object",
-	[USHER_HTTP_JSON_ARRAY] = "array",     [USHER_HTTP_JSON_NULL] = "null",
+    [USHER_HTTP_JSON_ANY] = "any",         [USHER_HTTP_JSON_STRING] = "string",
+    [USHER_HTTP_JSON_NUMBER] = "number",   [USHER_HTTP_JSON_INTEGER] = "integer",
+    [USHER_HTTP_JSON_BOOLEAN] = "boolean", [USHER_HTTP_JSON_OBJECT] = "object",
+    [USHER_HTTP_JSON_ARRAY] = "array",     [USHER_HTTP_JSON_NULL] = "null",
 };
 
 static enum usher_err parse_json_type(struct usher_cfgctx *ctx, const struct usher_ynode *n,
@@ -461,8 +463,9 @@ static enum usher_err parse_equals(struct usher_cfgctx *ctx, const struct usher_
 	struct usher_http_scalar *v = field;
 
 	if (n->kind != USHER_Y_SCALAR)
-		return usher_cfg_error(ctx, n, "equals: expected a string, number, boolean or null, "
-					       "got a %s",
+		return usher_cfg_error(ctx, n,
+				       "equals: expected a string, number, boolean or null, "
+				       "got a %s",
 				       usher_ynode_kind_name(n->kind));
 	memset(v, 0, sizeof(*v));
 	if (!n->plain) {
@@ -471,7 +474,8 @@ static enum usher_err parse_equals(struct usher_cfgctx *ctx, const struct usher_
 		return USHER_OK;
 	}
 	if (!strcmp(n->value, ".nan") || !strcmp(n->value, ".NaN") || !strcmp(n->value, ".NAN"))
-		return usher_cfg_error(ctx, n, "equals: .nan never equals anything; use type: number");
+		return usher_cfg_error(ctx, n,
+				       "equals: .nan never equals anything; use type: number");
 	resolve_plain(n->value, v);
 	return USHER_OK;
 }
@@ -483,8 +487,9 @@ static enum usher_err parse_pointer(struct usher_cfgctx *ctx, const struct usher
 	char q[SHOW_MAX + 16];
 
 	if (n->kind != USHER_Y_SCALAR)
-		return usher_cfg_error(ctx, n, "pointer: expected a JSON Pointer like /status, got a "
-					       "%s",
+		return usher_cfg_error(ctx, n,
+				       "pointer: expected a JSON Pointer like /status, got a "
+				       "%s",
 				       usher_ynode_kind_name(n->kind));
 	usher_error_clear(&err);
 	if (usher_jsonptr_check(n->value, &err))
@@ -498,111 +503,184 @@ static enum usher_err parse_pointer(struct usher_cfgctx *ctx, const struct usher
 
 #define TLS_OFF(f) offsetof(struct usher_tls_client_conf, f)
 static const struct usher_option tls_options[] = {
-	{.key = "ca_file", .type = USHER_OPT_STR, .offset = TLS_OFF(ca_file),
-	 .help = "CA certificates (PEM) to verify the server with, instead of the system's"},
-	{.key = "cert_file", .type = USHER_OPT_STR, .offset = TLS_OFF(cert_file),
-	 .help = "client certificate (PEM) for mutual TLS; may hold the key too"},
-	{.key = "key_file", .type = USHER_OPT_STR, .offset = TLS_OFF(key_file),
-	 .help = "private key (PEM) of cert_file"},
-	{.key = "server_name", .type = USHER_OPT_STR, .offset = TLS_OFF(server_name),
-	 .help = "name sent in SNI and checked against the certificate, instead of the URL's host"},
-	{.key = "insecure_skip_verify", .type = USHER_OPT_BOOL,
-	 .offset = TLS_OFF(insecure_skip_verify), .def = "false",
-	 .help = "accept any certificate (expiry is still measured)"},
-	USHER_OPT_END,
+    {.key = "ca_file",
+     .type = USHER_OPT_STR,
+     .offset = TLS_OFF(ca_file),
+     .help = "CA certificates (PEM) to verify the server with, instead of the system's"},
+    {.key = "cert_file",
+     .type = USHER_OPT_STR,
+     .offset = TLS_OFF(cert_file),
+     .help = "client certificate (PEM) for mutual TLS; may hold the key too"},
+    {.key = "key_file",
+     .type = USHER_OPT_STR,
+     .offset = TLS_OFF(key_file),
+     .help = "private key (PEM) of cert_file"},
+    {.key = "server_name",
+     .type = USHER_OPT_STR,
+     .offset = TLS_OFF(server_name),
+     .help = "name sent in SNI and checked against the certificate, instead of the URL's host"},
+    {.key = "insecure_skip_verify",
+     .type = USHER_OPT_BOOL,
+     .offset = TLS_OFF(insecure_skip_verify),
+     .def = "false",
+     .help = "accept any certificate (expiry is still measured)"},
+    USHER_OPT_END,
 };
 
 #define BA_OFF(f) offsetof(struct usher_http_basic_auth, f)
 static const struct usher_option basic_auth_options[] = {
-	{.key = "username", .type = USHER_OPT_STR, .offset = BA_OFF(username),
-	 .help = "user name"},
-	{.key = "password", .type = USHER_OPT_SECRET, .offset = BA_OFF(password),
-	 .help = "password, best as ${env:NAME} or ${file:/path}"},
-	USHER_OPT_END,
+    {.key = "username", .type = USHER_OPT_STR, .offset = BA_OFF(username), .help = "user name"},
+    {.key = "password",
+     .type = USHER_OPT_SECRET,
+     .offset = BA_OFF(password),
+     .help = "password, best as ${env:NAME} or ${file:/path}"},
+    USHER_OPT_END,
 };
 
 #define HM_OFF(f) offsetof(struct usher_http_header_match, f)
 static const struct usher_option header_match_options[] = {
-	{.key = "header", .type = USHER_OPT_STR, .offset = HM_OFF(header),
-	 .flags = USHER_OPT_REQUIRED, .help = "header name, any case"},
-	{.key = "regexp", .type = USHER_OPT_CUSTOM, .offset = HM_OFF(regexp),
-	 .flags = USHER_OPT_REQUIRED, .parse = parse_regex,
-	 .help = "regular expression (PCRE2, unanchored) tried on each value"},
-	{.key = "allow_missing", .type = USHER_OPT_BOOL, .offset = HM_OFF(allow_missing),
-	 .def = "false", .help = "pass when the header is absent"},
-	USHER_OPT_END,
+    {.key = "header",
+     .type = USHER_OPT_STR,
+     .offset = HM_OFF(header),
+     .flags = USHER_OPT_REQUIRED,
+     .help = "header name, any case"},
+    {.key = "regexp",
+     .type = USHER_OPT_CUSTOM,
+     .offset = HM_OFF(regexp),
+     .flags = USHER_OPT_REQUIRED,
+     .parse = parse_regex,
+     .help = "regular expression (PCRE2, unanchored) tried on each value"},
+    {.key = "allow_missing",
+     .type = USHER_OPT_BOOL,
+     .offset = HM_OFF(allow_missing),
+     .def = "false",
+     .help = "pass when the header is absent"},
+    USHER_OPT_END,
 };
 
 #define JA_OFF(f) offsetof(struct usher_http_json_assert, f)
 static const struct usher_option json_options[] = {
-	{.key = "pointer", .type = USHER_OPT_CUSTOM, .offset = JA_OFF(pointer),
-	 .flags = USHER_OPT_REQUIRED, .parse = parse_pointer,
-	 .help = "JSON Pointer (RFC 6901) to the value: /status, /items/0/id, \"\" for all"},
-	{.key = "equals", .type = USHER_OPT_CUSTOM, .offset = JA_OFF(equals),
-	 .parse = parse_equals,
-	 .help = "the value equals this string, number, boolean or null (\"3\" is a string)"},
-	{.key = "type", .type = USHER_OPT_CUSTOM, .offset = JA_OFF(type), .parse = parse_json_type,
-	 .help = "string, number, integer, boolean, object, array or null"},
-	{.key = "exists", .type = USHER_OPT_CUSTOM, .offset = JA_OFF(exists),
-	 .parse = parse_tristate, .help = "true: the value must be there; false: it must not"},
-	{.key = "matches", .type = USHER_OPT_CUSTOM, .offset = JA_OFF(matches),
-	 .parse = parse_regex, .help = "the value is a string matching this regular expression"},
-	USHER_OPT_END,
+    {.key = "pointer",
+     .type = USHER_OPT_CUSTOM,
+     .offset = JA_OFF(pointer),
+     .flags = USHER_OPT_REQUIRED,
+     .parse = parse_pointer,
+     .help = "JSON Pointer (RFC 6901) to the value: /status, /items/0/id, \"\" for all"},
+    {.key = "equals",
+     .type = USHER_OPT_CUSTOM,
+     .offset = JA_OFF(equals),
+     .parse = parse_equals,
+     .help = "the value equals this string, number, boolean or null (\"3\" is a string)"},
+    {.key = "type",
+     .type = USHER_OPT_CUSTOM,
+     .offset = JA_OFF(type),
+     .parse = parse_json_type,
+     .help = "string, number, integer, boolean, object, array or null"},
+    {.key = "exists",
+     .type = USHER_OPT_CUSTOM,
+     .offset = JA_OFF(exists),
+     .parse = parse_tristate,
+     .help = "true: the value must be there; false: it must not"},
+    {.key = "matches",
+     .type = USHER_OPT_CUSTOM,
+     .offset = JA_OFF(matches),
+     .parse = parse_regex,
+     .help = "the value is a string matching this regular expression"},
+    USHER_OPT_END,
 };
 
 #define HO_OFF(f) offsetof(struct usher_http_opts, f)
 const struct usher_option usher_http_options[] = {
-	{.key = "url", .type = USHER_OPT_STR, .offset = HO_OFF(url), .flags = USHER_OPT_REQUIRED,
-	 .help = "http:// or https:// URL to request"},
-	{.key = "method", .type = USHER_OPT_STR, .offset = HO_OFF(method), .def = "GET",
-	 .help = "request method"},
-	{.key = "headers", .type = USHER_OPT_SECRETMAP, .offset = HO_OFF(headers),
-	 .help = "request headers; values may be ${env:NAME} or ${file:/path}"},
-	{.key = "body", .type = USHER_OPT_STR, .offset = HO_OFF(body), .help = "request body"},
-	{.key = "follow_redirects", .type = USHER_OPT_BOOL, .offset = HO_OFF(follow_redirects),
-	 .def = "true", .help = "follow up to 10 redirects"},
-	{.key = "valid_status_codes", .type = USHER_OPT_CUSTOM,
-	 .offset = HO_OFF(valid_status_codes), .parse = parse_status_codes,
-	 .help = "status codes or classes (\"2xx\") that count as success; default 2xx"},
-	{.key = "fail_if_body_matches_regexp", .type = USHER_OPT_CUSTOM,
-	 .offset = HO_OFF(fail_if_body_matches_regexp), .parse = parse_regex_list,
-	 .help = "fail when the body matches any of these regular expressions"},
-	{.key = "fail_if_body_not_matches_regexp", .type = USHER_OPT_CUSTOM,
-	 .offset = HO_OFF(fail_if_body_not_matches_regexp), .parse = parse_regex_list,
-	 .help = "fail unless the body matches every one of these regular expressions"},
-	{.key = "fail_if_header_matches", .type = USHER_OPT_LIST,
-	 .offset = HO_OFF(fail_if_header_matches), .sub = header_match_options,
-	 .sub_size = sizeof(struct usher_http_header_match),
-	 .help = "fail when a value of the header matches (or the header is missing)"},
-	{.key = "fail_if_header_not_matches", .type = USHER_OPT_LIST,
-	 .offset = HO_OFF(fail_if_header_not_matches), .sub = header_match_options,
-	 .sub_size = sizeof(struct usher_http_header_match),
-	 .help = "fail unless a value of the header matches"},
-	{.key = "json", .type = USHER_OPT_LIST, .offset = HO_OFF(json), .sub = json_options,
-	 .sub_size = sizeof(struct usher_http_json_assert),
-	 .help = "assertions on the JSON body, each a pointer and what must hold for it"},
-	{.key = "tls", .type = USHER_OPT_SECTION, .offset = HO_OFF(tls), .sub = tls_options,
-	 .help = "TLS client settings"},
-	{.key = "basic_auth", .type = USHER_OPT_SECTION, .offset = HO_OFF(basic_auth),
-	 .sub = basic_auth_options, .help = "HTTP basic authentication"},
-	{.key = "bearer_token", .type = USHER_OPT_SECRET, .offset = HO_OFF(bearer_token),
-	 .help = "sent as Authorization: Bearer; best as ${env:NAME} or ${file:/path}"},
-	{.key = "body_size_limit", .type = USHER_OPT_SIZE, .offset = HO_OFF(body_size_limit),
-	 .def = "10MiB", .flags = USHER_OPT_POSITIVE,
-	 .help = "fail (body_too_large) when the uncompressed body is longer"},
-	{.key = "ip_protocol", .type = USHER_OPT_CUSTOM, .offset = HO_OFF(ip_protocol),
-	 .parse = parse_ip_protocol, .help = "ip4 or ip6: the address family tried first (ip4)"},
-	{.key = "ip_protocol_fallback", .type = USHER_OPT_BOOL,
-	 .offset = HO_OFF(ip_protocol_fallback), .def = "true",
-	 .help = "try the other family when the host has no address in the first"},
-	USHER_OPT_END,
+    {.key = "url",
+     .type = USHER_OPT_STR,
+     .offset = HO_OFF(url),
+     .flags = USHER_OPT_REQUIRED,
+     .help = "http:// or https:// URL to request"},
+    {.key = "method",
+     .type = USHER_OPT_STR,
+     .offset = HO_OFF(method),
+     .def = "GET",
+     .help = "request method"},
+    {.key = "headers",
+     .type = USHER_OPT_SECRETMAP,
+     .offset = HO_OFF(headers),
+     .help = "request headers; values may be ${env:NAME} or ${file:/path}"},
+    {.key = "body", .type = USHER_OPT_STR, .offset = HO_OFF(body), .help = "request body"},
+    {.key = "follow_redirects",
+     .type = USHER_OPT_BOOL,
+     .offset = HO_OFF(follow_redirects),
+     .def = "true",
+     .help = "follow up to 10 redirects"},
+    {.key = "valid_status_codes",
+     .type = USHER_OPT_CUSTOM,
+     .offset = HO_OFF(valid_status_codes),
+     .parse = parse_status_codes,
+     .help = "status codes or classes (\"2xx\") that count as success; default 2xx"},
+    {.key = "fail_if_body_matches_regexp",
+     .type = USHER_OPT_CUSTOM,
+     .offset = HO_OFF(fail_if_body_matches_regexp),
+     .parse = parse_regex_list,
+     .help = "fail when the body matches any of these regular expressions"},
+    {.key = "fail_if_body_not_matches_regexp",
+     .type = USHER_OPT_CUSTOM,
+     .offset = HO_OFF(fail_if_body_not_matches_regexp),
+     .parse = parse_regex_list,
+     .help = "fail unless the body matches every one of these regular expressions"},
+    {.key = "fail_if_header_matches",
+     .type = USHER_OPT_LIST,
+     .offset = HO_OFF(fail_if_header_matches),
+     .sub = header_match_options,
+     .sub_size = sizeof(struct usher_http_header_match),
+     .help = "fail when a value of the header matches (or the header is missing)"},
+    {.key = "fail_if_header_not_matches",
+     .type = USHER_OPT_LIST,
+     .offset = HO_OFF(fail_if_header_not_matches),
+     .sub = header_match_options,
+     .sub_size = sizeof(struct usher_http_header_match),
+     .help = "fail unless a value of the header matches"},
+    {.key = "json",
+     .type = USHER_OPT_LIST,
+     .offset = HO_OFF(json),
+     .sub = json_options,
+     .sub_size = sizeof(struct usher_http_json_assert),
+     .help = "assertions on the JSON body, each a pointer and what must hold for it"},
+    {.key = "tls",
+     .type = USHER_OPT_SECTION,
+     .offset = HO_OFF(tls),
+     .sub = tls_options,
+     .help = "TLS client settings"},
+    {.key = "basic_auth",
+     .type = USHER_OPT_SECTION,
+     .offset = HO_OFF(basic_auth),
+     .sub = basic_auth_options,
+     .help = "HTTP basic authentication"},
+    {.key = "bearer_token",
+     .type = USHER_OPT_SECRET,
+     .offset = HO_OFF(bearer_token),
+     .help = "sent as Authorization: Bearer; best as ${env:NAME} or ${file:/path}"},
+    {.key = "body_size_limit",
+     .type = USHER_OPT_SIZE,
+     .offset = HO_OFF(body_size_limit),
+     .def = "10MiB",
+     .flags = USHER_OPT_POSITIVE,
+     .help = "fail (body_too_large) when the uncompressed body is longer"},
+    {.key = "ip_protocol",
+     .type = USHER_OPT_CUSTOM,
+     .offset = HO_OFF(ip_protocol),
+     .parse = parse_ip_protocol,
+     .help = "ip4 or ip6: the address family tried first (ip4)"},
+    {.key = "ip_protocol_fallback",
+     .type = USHER_OPT_BOOL,
+     .offset = HO_OFF(ip_protocol_fallback),
+     .def = "true",
+     .help = "try the other family when the host has no address in the first"},
+    USHER_OPT_END,
 };
 
 /* ---- cross-option checks ------------------------------------------------ */
 
 /* The node of item i of the list under key, or a fallback to point at. */
-static const struct usher_ynode *item_node(const struct usher_ynode *map, const char *key,
-					   size_t i)
+static const struct usher_ynode *item_node(const struct usher_ynode *map, const char *key, size_t i)
 {
 	const struct usher_ynode *l = usher_ynode_get(map, key);
 
@@ -716,23 +794,24 @@ enum usher_err usher_http_opts_check(struct usher_cfgctx *ctx, struct usher_http
 	for (i = 0; i < o->headers.n; i++) {
 		const struct usher_kv *h = &o->headers.v[i];
 		const struct usher_ynode *k =
-			headers && headers->kind == USHER_Y_MAP && i < headers->n
-				? headers->pairs[i].key
-				: at(map, "headers");
+		    headers && headers->kind == USHER_Y_MAP && i < headers->n
+			? headers->pairs[i].key
+			: at(map, "headers");
 
 		if (!is_token(h->key))
 			rc = usher_cfg_error(ctx, k, "headers: invalid header name %s",
 					     shows(q, sizeof(q), h->key));
 		else if (strpbrk(h->value, "\r\n"))
 			/* the value may be a secret: never shown */
-			rc = usher_cfg_error(ctx, k, "headers: the value of %s contains a line break",
-					     h->key);
+			rc = usher_cfg_error(
+			    ctx, k, "headers: the value of %s contains a line break", h->key);
 	}
 	if (head && o->body && *o->body)
 		rc = usher_cfg_error(ctx, at(map, "body"), "method HEAD cannot send a body");
 	if (head && (o->json.n || o->fail_if_body_not_matches_regexp.n))
-		rc = usher_cfg_error(ctx, at(map, o->json.n ? "json" : "fail_if_body_not_matches_regexp"),
-				     "method HEAD gets no body, so this can never pass");
+		rc = usher_cfg_error(
+		    ctx, at(map, o->json.n ? "json" : "fail_if_body_not_matches_regexp"),
+		    "method HEAD gets no body, so this can never pass");
 	if (o->bearer_token && o->basic_auth.username)
 		rc = usher_cfg_error(ctx, at(map, "bearer_token"),
 				     "set basic_auth or bearer_token, not both");
@@ -778,12 +857,11 @@ struct usher_http_checks {
 	pcre2_code **json_match;     /* o->json.n, NULL where no matches */
 };
 
-static enum usher_err compile_into(pcre2_code **slot, const char *pattern,
-				   struct usher_error *err)
+static enum usher_err compile_into(pcre2_code **slot, const char *pattern, struct usher_error *err)
 {
 	char msg[300], q[SHOW_MAX + 16];
 
-	*slot = regex_compile(pattern, true, msg, sizeof(msg));
+	*slot = regex_compile(pattern, msg, sizeof(msg));
 	if (!*slot)
 		return usher_fail(err, USHER_ERR_INVALID, "invalid regexp %s: %s",
 				  shows(q, sizeof(q), pattern), msg);
@@ -804,7 +882,7 @@ enum usher_err usher_http_checks_new(const struct usher_http_opts *o,
 	c->o = o;
 	c->body_match = usher_calloc(o->fail_if_body_matches_regexp.n + 1, sizeof(pcre2_code *));
 	c->body_not_match =
-		usher_calloc(o->fail_if_body_not_matches_regexp.n + 1, sizeof(pcre2_code *));
+	    usher_calloc(o->fail_if_body_not_matches_regexp.n + 1, sizeof(pcre2_code *));
 	c->hdr_match = usher_calloc(o->fail_if_header_matches.n + 1, sizeof(pcre2_code *));
 	c->hdr_not_match = usher_calloc(o->fail_if_header_not_matches.n + 1, sizeof(pcre2_code *));
 	c->json_match = usher_calloc(o->json.n + 1, sizeof(pcre2_code *));
@@ -817,7 +895,8 @@ enum usher_err usher_http_checks_new(const struct usher_http_opts *o,
 	for (i = 0; !rc && i < o->fail_if_body_matches_regexp.n; i++)
 		rc = compile_into(&c->body_match[i], o->fail_if_body_matches_regexp.v[i], err);
 	for (i = 0; !rc && i < o->fail_if_body_not_matches_regexp.n; i++)
-		rc = compile_into(&c->body_not_match[i], o->fail_if_body_not_matches_regexp.v[i], err);
+		rc = compile_into(&c->body_not_match[i], o->fail_if_body_not_matches_regexp.v[i],
+				  err);
 	for (i = 0; !rc && i < o->fail_if_header_matches.n; i++)
 		rc = compile_into(&c->hdr_match[i], hm[i].regexp, err);
 	for (i = 0; !rc && i < o->fail_if_header_not_matches.n; i++)
@@ -860,8 +939,8 @@ void usher_http_checks_free(struct usher_http_checks *c)
 
 bool usher_http_checks_need_body(const struct usher_http_checks *c)
 {
-	return c && (c->o->fail_if_body_matches_regexp.n || c->o->fail_if_body_not_matches_regexp.n ||
-		     c->o->json.n);
+	return c && (c->o->fail_if_body_matches_regexp.n ||
+		     c->o->fail_if_body_not_matches_regexp.n || c->o->json.n);
 }
 
 bool usher_http_checks_need_headers(const struct usher_http_checks *c)
@@ -914,7 +993,8 @@ static void format_codes(const struct usher_http_status_codes *sc, char *out, si
 		if (r->lo == r->hi)
 			o += (size_t)snprintf(out + o, len - o, "%s%d", i ? ", " : "", r->lo);
 		else
-			o += (size_t)snprintf(out + o, len - o, "%s%dxx", i ? ", " : "", r->lo / 100);
+			o += (size_t)snprintf(out + o, len - o, "%s%dxx", i ? ", " : "",
+					      r->lo / 100);
 	}
 	if (o < len)
 		snprintf(out + o, len - o, "]");
@@ -942,8 +1022,8 @@ bool usher_http_assert_status(const struct usher_http_opts *o, long status,
 
 /* Walks the header lines of a raw block. Returns the next value of header
  * name after *pos (advanced), trimmed of surrounding whitespace. */
-static bool next_value(const char *head, size_t len, size_t *pos, const char *name,
-		       const char **v, size_t *vn)
+static bool next_value(const char *head, size_t len, size_t *pos, const char *name, const char **v,
+		       size_t *vn)
 {
 	size_t nlen = strlen(name);
 
@@ -987,10 +1067,10 @@ static bool header_rule(const struct usher_http_checks *c, const struct usher_ht
 			return false;
 		}
 		if (r && !want_match) {
-			usher_probe_fail(run, USHER_FAIL_HEADER,
-					 "%s: header %s value %s matches regexp %s", what,
-					 shows(qh, sizeof(qh), m->header), show(qv, sizeof(qv), v, vn),
-					 shows(qr, sizeof(qr), m->regexp));
+			usher_probe_fail(
+			    run, USHER_FAIL_HEADER, "%s: header %s value %s matches regexp %s",
+			    what, shows(qh, sizeof(qh), m->header), show(qv, sizeof(qv), v, vn),
+			    shows(qr, sizeof(qr), m->regexp));
 			return false;
 		}
 		if (r && want_match)
@@ -1005,9 +1085,9 @@ static bool header_rule(const struct usher_http_checks *c, const struct usher_ht
 	}
 	if (want_match) {
 		usher_probe_fail(run, USHER_FAIL_HEADER,
-				 "%s: header %s has no value matching regexp %s (%zu value%s)", what,
-				 shows(qh, sizeof(qh), m->header), shows(qr, sizeof(qr), m->regexp),
-				 count, count == 1 ? "" : "s");
+				 "%s: header %s has no value matching regexp %s (%zu value%s)",
+				 what, shows(qh, sizeof(qh), m->header),
+				 shows(qr, sizeof(qr), m->regexp), count, count == 1 ? "" : "s");
 		return false;
 	}
 	return true;
@@ -1100,7 +1180,8 @@ static bool scalar_equals(const struct usher_http_scalar *want, const json_t *go
 		if (json_is_integer(got))
 			return json_integer_value(got) == want->i;
 		return json_is_real(got) && json_real_value(got) == want->d;
-	case USHER_HTTP_SCALAR_FLOAT: return json_is_number(got) && json_number_value(got) == want->d;
+	case USHER_HTTP_SCALAR_FLOAT:
+		return json_is_number(got) && json_number_value(got) == want->d;
 	case USHER_HTTP_SCALAR_STRING:
 		return json_is_string(got) && json_string_length(got) == strlen(want->text) &&
 		       memcmp(json_string_value(got), want->text, json_string_length(got)) == 0;
@@ -1120,6 +1201,15 @@ static const char *show_json(char *out, size_t len, const json_t *v)
 	}
 	if (json_is_string(v))
 		return show(out, len, json_string_value(v), json_string_length(v));
+	if (json_is_integer(v)) {
+		snprintf(out, len, "%lld", (long long)json_integer_value(v));
+		return out;
+	}
+	/* shortest form: 3.14 rather than jansson's 3.1400000000000001 */
+	if (json_is_real(v) && len >= 32) {
+		usher_expo_format_value(json_real_value(v), out, len);
+		return out;
+	}
 	dump = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
 	snprintf(out, len, "%s", dump ? dump : "?");
 	free(dump);
@@ -1140,8 +1230,8 @@ static json_t *load_body(const char *body, size_t len, json_error_t *jerr)
 
 	/* an integer past 64 bits is still a number to us */
 	if (!doc && json_error_code(jerr) == json_error_numeric_overflow)
-		doc = json_loadb(body, len, JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL,
-				 jerr);
+		doc = json_loadb(body, len,
+				 JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, jerr);
 	return doc;
 }
 
@@ -1149,7 +1239,8 @@ static json_t *load_body(const char *body, size_t len, json_error_t *jerr)
 static bool json_rule(const struct usher_http_checks *c, size_t i, const json_t *doc,
 		      struct usher_probe_run *run, const char *what)
 {
-	const struct usher_http_json_assert *a = &((const struct usher_http_json_assert *)c->o->json.v)[i];
+	const struct usher_http_json_assert *a =
+	    &((const struct usher_http_json_assert *)c->o->json.v)[i];
 	char qg[SHOW_MAX + 16], qw[SHOW_MAX + 16];
 	const char *p = *a->pointer ? a->pointer : "\"\"";
 	struct usher_error err;
@@ -1171,26 +1262,29 @@ static bool json_rule(const struct usher_http_checks *c, size_t i, const json_t 
 		return false;
 	}
 	if (a->exists == USHER_HTTP_NO) {
-		usher_probe_fail(run, USHER_FAIL_JSON, "%s: json %s: present but should not be (%s)",
-				 what, p, show_json(qg, sizeof(qg), v));
+		usher_probe_fail(run, USHER_FAIL_JSON,
+				 "%s: json %s: present but should not be (%s)", what, p,
+				 show_json(qg, sizeof(qg), v));
 		return false;
 	}
 	if (a->type && !type_is(v, a->type)) {
-		usher_probe_fail(run, USHER_FAIL_JSON, "%s: json %s: got %s (%s), want type %s", what,
-				 p, show_json(qg, sizeof(qg), v), usher_jsonptr_typename(v),
+		usher_probe_fail(run, USHER_FAIL_JSON, "%s: json %s: got %s (%s), want type %s",
+				 what, p, show_json(qg, sizeof(qg), v), usher_jsonptr_typename(v),
 				 json_type_names[a->type]);
 		return false;
 	}
 	if (a->equals.kind && !scalar_equals(&a->equals, v)) {
 		usher_probe_fail(run, USHER_FAIL_JSON, "%s: json %s: got %s, want %s", what, p,
-				 show_json(qg, sizeof(qg), v), show_scalar(qw, sizeof(qw), &a->equals));
+				 show_json(qg, sizeof(qg), v),
+				 show_scalar(qw, sizeof(qw), &a->equals));
 		return false;
 	}
 	if (a->matches) {
 		if (!json_is_string(v)) {
 			usher_probe_fail(run, USHER_FAIL_JSON,
-					 "%s: json %s: got %s (%s), matches needs a string", what, p,
-					 show_json(qg, sizeof(qg), v), usher_jsonptr_typename(v));
+					 "%s: json %s: got %s (%s), matches needs a string", what,
+					 p, show_json(qg, sizeof(qg), v),
+					 usher_jsonptr_typename(v));
 			return false;
 		}
 		r = regex_match(c, c->json_match[i], json_string_value(v), json_string_length(v));
@@ -1199,9 +1293,9 @@ static bool json_rule(const struct usher_http_checks *c, size_t i, const json_t 
 			return false;
 		}
 		if (!r) {
-			usher_probe_fail(run, USHER_FAIL_JSON, "%s: json %s: %s does not match regexp %s",
-					 what, p, show_json(qg, sizeof(qg), v),
-					 shows(qw, sizeof(qw), a->matches));
+			usher_probe_fail(
+			    run, USHER_FAIL_JSON, "%s: json %s: %s does not match regexp %s", what,
+			    p, show_json(qg, sizeof(qg), v), shows(qw, sizeof(qw), a->matches));
 			return false;
 		}
 	}
@@ -1218,10 +1312,15 @@ bool usher_http_assert_json(const struct usher_http_checks *c, const char *body,
 
 	if (!c->o->json.n)
 		return true;
+	if (!len) {
+		usher_probe_fail(run, USHER_FAIL_JSON, "%s: body is empty, not json", what);
+		return false;
+	}
 	doc = load_body(body, len, &jerr);
 	if (!doc) {
-		usher_probe_fail(run, USHER_FAIL_JSON, "%s: body is not json: %s at line %d column %d",
-				 what, jerr.text, jerr.line, jerr.column);
+		usher_probe_fail(run, USHER_FAIL_JSON,
+				 "%s: body is not json: %s at line %d column %d", what, jerr.text,
+				 jerr.line, jerr.column);
 		return false;
 	}
 	for (i = 0; ok && i < c->o->json.n; i++)
@@ -1280,7 +1379,7 @@ static bool asn1_unix(const ASN1_TIME *t, int64_t *out)
 	return true;
 }
 
-static bool earliest_expiry(STACK_OF(X509) *chain, int64_t *out)
+static bool earliest_expiry(STACK_OF(X509) * chain, int64_t *out)
 {
 	bool any = false;
 	int i;
@@ -1288,7 +1387,8 @@ static bool earliest_expiry(STACK_OF(X509) *chain, int64_t *out)
 	for (i = 0; chain && i < sk_X509_num(chain); i++) {
 		int64_t t;
 
-		if (asn1_unix(X509_get0_notAfter(sk_X509_value(chain, i)), &t) && (!any || t < *out)) {
+		if (asn1_unix(X509_get0_notAfter(sk_X509_value(chain, i)), &t) &&
+		    (!any || t < *out)) {
 			*out = t;
 			any = true;
 		}
@@ -1328,7 +1428,8 @@ static void capture_tls(struct usher_http_exchange *ex)
 	r->has_cert_expiry = earliest_expiry(SSL_get_peer_cert_chain(ssl), &r->cert_expiry);
 	/* blackbox's last chain: only a chain that verified counts */
 	if (SSL_get_verify_result(ssl) == X509_V_OK)
-		r->has_chain_expiry = earliest_expiry(SSL_get0_verified_chain(ssl), &r->chain_expiry);
+		r->has_chain_expiry =
+		    earliest_expiry(SSL_get0_verified_chain(ssl), &r->chain_expiry);
 }
 
 /* A status line: a new response, of a new hop unless it follows a 1xx. */
@@ -1423,7 +1524,8 @@ static enum usher_err build_headers(struct usher_http_exchange *ex, const char *
 		rc = *h->value ? usher_buf_addf(&b, "%s: %s", h->key, h->value)
 			       : usher_buf_addf(&b, "%s;", h->key);
 		if (rc) {
-			rc = usher_fail(err, USHER_ERR_TOOBIG, "header %s is longer than 64KiB", h->key);
+			rc = usher_fail(err, USHER_ERR_TOOBIG, "header %s is longer than 64KiB",
+					h->key);
 			break;
 		}
 		rc = append(&ex->headers, usher_buf_str(&b), err);
@@ -1511,13 +1613,13 @@ out:
 }
 
 /* Records the first setopt curl refuses (a feature it was built without). */
-#define SET(opt, val)                                       \
-	do {                                                \
-		if (cc == CURLE_OK) {                       \
-			cc = curl_easy_setopt(e, opt, val); \
-			if (cc != CURLE_OK)                 \
-				failed = #opt;              \
-		}                                           \
+#define SET(opt, val)                                                                              \
+	do {                                                                                       \
+		if (cc == CURLE_OK) {                                                              \
+			cc = curl_easy_setopt(e, opt, val);                                        \
+			if (cc != CURLE_OK)                                                        \
+				failed = #opt;                                                     \
+		}                                                                                  \
 	} while (0)
 
 static enum usher_err setup(struct usher_http_exchange *ex, int64_t left, struct usher_error *err)
@@ -1575,7 +1677,8 @@ static enum usher_err setup(struct usher_http_exchange *ex, int64_t left, struct
 		SET(CURLOPT_HTTPGET, 1L);
 	} else {
 		if (has_body || strcmp(m, "POST") == 0) {
-			SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(has_body ? strlen(o->body) : 0));
+			SET(CURLOPT_POSTFIELDSIZE_LARGE,
+			    (curl_off_t)(has_body ? strlen(o->body) : 0));
 			SET(CURLOPT_POSTFIELDS, has_body ? o->body : "");
 		}
 		if (strcmp(m, "POST") != 0)
@@ -1697,8 +1800,8 @@ static void on_xfer_done(struct usher_loop_xfer *x, CURLcode result)
 
 enum usher_err usher_http_exchange_start(struct usher_http_exchange *ex, struct usher_loop *loop,
 					 const struct usher_http_opts *o,
-					 const struct usher_http_checks *c, int64_t deadline_mono_ms,
-					 struct usher_error *err)
+					 const struct usher_http_checks *c,
+					 int64_t deadline_mono_ms, struct usher_error *err)
 {
 	void (*done)(struct usher_http_exchange *) = ex->done;
 	void *owner = ex->owner;
@@ -1807,11 +1910,12 @@ static void fail_transport(const struct usher_http_result *r, const struct usher
 		return;
 	}
 	if (r->head_too_large) {
-		usher_probe_fail(run, USHER_FAIL_PROTOCOL, "%s: response headers longer than %d KiB",
-				 what, HEAD_MAX / 1024);
+		usher_probe_fail(run, USHER_FAIL_PROTOCOL,
+				 "%s: response headers longer than %d KiB", what, HEAD_MAX / 1024);
 		return;
 	}
-	snprintf(msg, sizeof(msg), "%s", r->curl_msg[0] ? r->curl_msg : curl_easy_strerror(r->curl_rc));
+	snprintf(msg, sizeof(msg), "%s",
+		 r->curl_msg[0] ? r->curl_msg : curl_easy_strerror(r->curl_rc));
 	n = strlen(msg);
 	while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r' || msg[n - 1] == ' '))
 		msg[--n] = '\0';
@@ -1827,8 +1931,10 @@ bool usher_http_evaluate(const struct usher_http_exchange *ex, const struct ushe
 	*regex_failed = false;
 	if (r->curl_rc != CURLE_OK) {
 		/* a response that did arrive is judged by its status first, as
-		 * blackbox does before it reads the body */
-		if (r->status > 0 && !usher_http_assert_status(ex->opts, r->status, run, what))
+		 * blackbox does before it reads the body; but the last 3xx of a
+		 * redirect loop says less than the loop does */
+		if (r->status > 0 && r->curl_rc != CURLE_TOO_MANY_REDIRECTS &&
+		    !usher_http_assert_status(ex->opts, r->status, run, what))
 			return false;
 		fail_transport(r, ex->opts, run, what);
 		return false;
@@ -1848,41 +1954,39 @@ bool usher_http_evaluate(const struct usher_http_exchange *ex, const struct ushe
 /* ---- metrics ------------------------------------------------------------ */
 
 static const struct usher_metric_desc desc_phase = {
-	"probe_http_duration_seconds", USHER_METRIC_GAUGE,
-	"Duration of http request by phase, summed over all redirects"};
+    "probe_http_duration_seconds", USHER_METRIC_GAUGE,
+    "Duration of http request by phase, summed over all redirects"};
 static const struct usher_metric_desc desc_content_length = {
-	"probe_http_content_length", USHER_METRIC_GAUGE, "Length of http content response"};
-static const struct usher_metric_desc desc_body_length = {
-	"probe_http_uncompressed_body_length", USHER_METRIC_GAUGE,
-	"Length of uncompressed response body"};
-static const struct usher_metric_desc desc_redirects = {
-	"probe_http_redirects", USHER_METRIC_GAUGE, "The number of redirects"};
+    "probe_http_content_length", USHER_METRIC_GAUGE, "Length of http content response"};
+static const struct usher_metric_desc desc_body_length = {"probe_http_uncompressed_body_length",
+							  USHER_METRIC_GAUGE,
+							  "Length of uncompressed response body"};
+static const struct usher_metric_desc desc_redirects = {"probe_http_redirects", USHER_METRIC_GAUGE,
+							"The number of redirects"};
 static const struct usher_metric_desc desc_ssl = {
-	"probe_http_ssl", USHER_METRIC_GAUGE, "Indicates if SSL was used for the final redirect"};
-static const struct usher_metric_desc desc_status = {
-	"probe_http_status_code", USHER_METRIC_GAUGE, "Response HTTP status code"};
+    "probe_http_ssl", USHER_METRIC_GAUGE, "Indicates if SSL was used for the final redirect"};
+static const struct usher_metric_desc desc_status = {"probe_http_status_code", USHER_METRIC_GAUGE,
+						     "Response HTTP status code"};
 static const struct usher_metric_desc desc_version = {
-	"probe_http_version", USHER_METRIC_GAUGE,
-	"Returns the version of HTTP of the probe response"};
-static const struct usher_metric_desc desc_regex = {
-	"probe_failed_due_to_regex", USHER_METRIC_GAUGE, "Indicates if probe failed due to regex"};
+    "probe_http_version", USHER_METRIC_GAUGE, "Returns the version of HTTP of the probe response"};
+static const struct usher_metric_desc desc_regex = {"probe_failed_due_to_regex", USHER_METRIC_GAUGE,
+						    "Indicates if probe failed due to regex"};
 static const struct usher_metric_desc desc_last_modified = {
-	"probe_http_last_modified_timestamp_seconds", USHER_METRIC_GAUGE,
-	"Returns the Last-Modified HTTP response header in unixtime"};
+    "probe_http_last_modified_timestamp_seconds", USHER_METRIC_GAUGE,
+    "Returns the Last-Modified HTTP response header in unixtime"};
 static const struct usher_metric_desc desc_cert_expiry = {
-	"probe_ssl_earliest_cert_expiry", USHER_METRIC_GAUGE,
-	"Returns earliest SSL cert expiry in unixtime"};
+    "probe_ssl_earliest_cert_expiry", USHER_METRIC_GAUGE,
+    "Returns earliest SSL cert expiry in unixtime"};
 static const struct usher_metric_desc desc_chain_expiry = {
-	"probe_ssl_last_chain_expiry_timestamp_seconds", USHER_METRIC_GAUGE,
-	"Returns last SSL chain expiry in timestamp seconds"};
+    "probe_ssl_last_chain_expiry_timestamp_seconds", USHER_METRIC_GAUGE,
+    "Returns last SSL chain expiry in timestamp seconds"};
 static const struct usher_metric_desc desc_tls_version = {
-	"probe_tls_version_info", USHER_METRIC_GAUGE, "Contains the TLS version used"};
+    "probe_tls_version_info", USHER_METRIC_GAUGE, "Contains the TLS version used"};
 static const struct usher_metric_desc desc_dns = {
-	"probe_dns_lookup_time_seconds", USHER_METRIC_GAUGE,
-	"Returns the time taken for probe dns lookup in seconds"};
+    "probe_dns_lookup_time_seconds", USHER_METRIC_GAUGE,
+    "Returns the time taken for probe dns lookup in seconds"};
 static const struct usher_metric_desc desc_ip_protocol = {
-	"probe_ip_protocol", USHER_METRIC_GAUGE,
-	"Specifies whether probe ip protocol is IP4 or IP6"};
+    "probe_ip_protocol", USHER_METRIC_GAUGE, "Specifies whether probe ip protocol is IP4 or IP6"};
 
 #define EXTRA_MAX 8
 
@@ -1939,9 +2043,9 @@ struct http_probe {
 	const struct usher_http_opts *o;
 	struct usher_loop *loop;
 	struct usher_http_checks *checks;
-	char *what;                   /* "GET https://host/path", no userinfo */
+	char *what; /* "GET https://host/path", no userinfo */
 	struct usher_http_exchange ex;
-	struct usher_probe_run *run;  /* the run in flight, NULL when idle */
+	struct usher_probe_run *run; /* the run in flight, NULL when idle */
 };
 
 static enum usher_err http_check(struct usher_cfgctx *ctx, struct usher_probe_conf *pc,
@@ -2012,10 +2116,12 @@ static enum usher_err http_start(void *ctx, struct usher_probe_run *run)
 	p->run = run;
 	p->ex.done = http_exchange_done;
 	p->ex.owner = p;
-	rc = usher_http_exchange_start(&p->ex, p->loop, p->o, p->checks, run->deadline_mono_ms, &err);
+	rc = usher_http_exchange_start(&p->ex, p->loop, p->o, p->checks, run->deadline_mono_ms,
+				       &err);
 	if (rc) {
 		p->run = NULL;
-		usher_probe_fail(run, rc == USHER_ERR_TIMEOUT ? USHER_FAIL_TIMEOUT : USHER_FAIL_INTERNAL,
+		usher_probe_fail(run,
+				 rc == USHER_ERR_TIMEOUT ? USHER_FAIL_TIMEOUT : USHER_FAIL_INTERNAL,
 				 "%s: %s", p->what, usher_error_msg(&err, rc));
 	}
 	return rc;
@@ -2031,15 +2137,15 @@ static void http_cancel(void *ctx, struct usher_probe_run *run)
 }
 
 const struct usher_probe_type usher_probe_http = {
-	.name = "http",
-	.help = "HTTP(S) request with status, header, body and JSON assertions "
-		"(blackbox_exporter's http prober)",
-	.options = usher_http_options,
-	.opts_size = sizeof(struct usher_http_opts),
-	.check = http_check,
-	.default_instance = http_default_instance,
-	.init = http_init,
-	.start = http_start,
-	.cancel = http_cancel,
-	.free = http_free,
+    .name = "http",
+    .help = "HTTP(S) request with status, header, body and JSON assertions "
+	    "(blackbox_exporter's http prober)",
+    .options = usher_http_options,
+    .opts_size = sizeof(struct usher_http_opts),
+    .check = http_check,
+    .default_instance = http_default_instance,
+    .init = http_init,
+    .start = http_start,
+    .cancel = http_cancel,
+    .free = http_free,
 };

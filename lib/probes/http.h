@@ -199,9 +199,9 @@ struct usher_http_result {
 	int64_t last_modified;              /* Last-Modified, unix seconds; -1 absent */
 	const char *tls_version;            /* "TLS 1.3"; NULL when the final hop was not TLS */
 	bool has_cert_expiry;
-	int64_t cert_expiry;  /* earliest notAfter of the certificates the server sent */
+	int64_t cert_expiry; /* earliest notAfter of the certificates the server sent */
 	bool has_chain_expiry;
-	int64_t chain_expiry; /* earliest notAfter of the verified chain */
+	int64_t chain_expiry;  /* earliest notAfter of the verified chain */
 	struct usher_buf head; /* the final response's header block, when checks need it */
 	struct usher_buf body; /* its decoded body, when checks need it */
 };
@@ -231,8 +231,8 @@ struct usher_http_exchange {
 	long ipresolve;
 	bool may_fall_back;
 	bool keep_body, keep_head;
-	bool active; /* registered with the loop */
-	unsigned hops; /* responses whose first header arrived */
+	bool active;                   /* registered with the loop */
+	unsigned hops;                 /* responses whose first header arrived */
 	struct usher_http_timers prev; /* the timers at the last hop boundary */
 	int64_t failed_resolve_us;     /* name lookup of a family that had no address */
 };
@@ -244,8 +244,8 @@ struct usher_http_exchange {
  * will not be called and nothing needs cleaning up. */
 enum usher_err usher_http_exchange_start(struct usher_http_exchange *ex, struct usher_loop *loop,
 					 const struct usher_http_opts *o,
-					 const struct usher_http_checks *c, int64_t deadline_mono_ms,
-					 struct usher_error *err);
+					 const struct usher_http_checks *c,
+					 int64_t deadline_mono_ms, struct usher_error *err);
 /* Abandons an exchange in flight and frees what it holds; done will not be
  * called. Accepts an exchange that has ended or never started. */
 void usher_http_exchange_cancel(struct usher_http_exchange *ex);

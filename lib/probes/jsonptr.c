@@ -20,10 +20,11 @@ enum usher_err usher_jsonptr_check(const char *ptr, struct usher_error *err)
 		if (*p != '~')
 			continue;
 		if (p[1] != '0' && p[1] != '1')
-			return usher_fail(err, USHER_ERR_INVALID,
-					  "\"~\" at offset %zu must be followed by 0 or 1 (write ~0 "
-					  "for \"~\" and ~1 for \"/\")",
-					  (size_t)(p - ptr));
+			return usher_fail(
+			    err, USHER_ERR_INVALID,
+			    "\"~\" at offset %zu must be followed by 0 or 1 (write ~0 "
+			    "for \"~\" and ~1 for \"/\")",
+			    (size_t)(p - ptr));
 		p++;
 	}
 	return USHER_OK;
@@ -126,9 +127,9 @@ static enum usher_err step(json_t *cur, const struct usher_buf *tok, const char 
 					  t, at, alen, prefix, json_array_size(cur));
 		return USHER_OK;
 	default:
-		return usher_fail(err, USHER_ERR_NOTFOUND,
-				  "the value at %s%.*s is %s%s, not an object or array", at, alen,
-				  prefix, json_is_null(cur) ? "" : "a ", usher_jsonptr_typename(cur));
+		return usher_fail(
+		    err, USHER_ERR_NOTFOUND, "the value at %s%.*s is %s%s, not an object or array",
+		    at, alen, prefix, json_is_null(cur) ? "" : "a ", usher_jsonptr_typename(cur));
 	}
 }
 

@@ -370,6 +370,13 @@ out:
 		free(fresh);
 		return rc;
 	}
+	/* kept probes serve their last samples until their first new run */
+	for (i = 0; i < cfg->nprobes; i++) {
+		struct instance *old = find_old(s, fresh[i]->conf);
+
+		if (old)
+			usher_registry_move(s->reg, old, fresh[i]);
+	}
 	drop_all(s);
 	s->heap = fresh;
 	s->n = cfg->nprobes;

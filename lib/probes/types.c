@@ -6,8 +6,8 @@
 #include "probes/probe.h"
 
 const struct usher_probe_type *const usher_probe_types[] = {
-	&usher_probe_http,
-	NULL,
+    &usher_probe_http,
+    NULL,
 };
 
 const struct usher_probe_type *usher_probe_type_find(const char *name)

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import urllib.error
 import urllib.request
 from email.message import Message
@@ -31,6 +32,11 @@ KEEP_TEMP = os.environ.get("USHER_TEST_KEEP") == "1"
 
 class TestFailure(Exception):
     """A check did not hold; the message says what was expected and seen."""
+
+
+class Fatal(TestFailure):
+    """A failure no amount of waiting mends (a server exited): wait_until
+    passes it on at once instead of retrying."""
 
 
 def expect(cond, msg):
@@ -50,6 +56,8 @@ def wait_until(fn, timeout=30.0, what="condition", interval=0.1):
             if value:
                 return value
             last = value
+        except Fatal:
+            raise
         except (OSError, TestFailure, ValueError, KeyError) as e:
             last = f"{type(e).__name__}: {e}"
         if time.monotonic() >= deadline:
@@ -446,7 +454,7 @@ def start_nginx(h, servers, ports):
 
     def ready():
         if not proc.alive():
-            raise TestFailure(f"nginx exited ({proc.popen.returncode}):\n{_read(h.path('nginx-error.log'))}")
+            raise Fatal(f"nginx exited ({proc.popen.returncode}):\n{_read(h.path('nginx-error.log'))}")
         return all(port_open(p) for p in ports)
 
     wait_until(ready, 20, "nginx to accept connections")
@@ -652,11 +660,16 @@ class Usherd:
     def wait_listening(self, timeout=30):
         def listening():
             if not self.proc.alive():
-                raise TestFailure(f"usherd exited with {self.proc.popen.returncode} before "
+                raise Fatal(f"usherd exited with {self.proc.popen.returncode} before "
                                   f"listening:\n{self.proc.tail()}")
             for e in self.events():
                 if e.get("event.action") == "listening":
                     return e
+            # --log-format text: "... event.action=listening ... server.port=N"
+            for line in self.proc.stdout().splitlines():
+                m = re.search(r"event\.action=listening\b.*\bserver\.port=(\d+)", line)
+                if m:
+                    return {"server.port": int(m.group(1))}
             return None
 
         try:
@@ -708,15 +721,16 @@ class Usherd:
 
 
 def start_usherd(h, config_text, name="usherd", tls_ca=None, extra_args=(), env=None,
-                 wait=True, config_name=None):
+                 wait=True, config_name=None, log_format="ecs", state_dir=None):
     """Writes config_text and starts usherd on an ephemeral loopback port
     with a state dir in the temp dir. tls_ca: the CA that signed usherd's
     server certificate when the config turns TLS on."""
     path = h.write(config_name or f"{name}.yml", config_text)
-    state = h.path(f"{name}-state")
-    state.mkdir(exist_ok=True)
+    state = state_dir or h.path(f"{name}-state")
+    if state_dir is None:
+        state.mkdir(exist_ok=True)
     argv = [usher_binary("USHERD", "usherd"), "--config", path, "--listen", "127.0.0.1:0",
-            "--state-dir", state, "--log-format", "ecs", *extra_args]
+            "--state-dir", state, "--log-format", log_format, *extra_args]
     proc = h.spawn(name, argv, env={**os.environ, **(env or {})})
     u = Usherd(h, proc, path, "https" if tls_ca else "http",
                tls_client_context(tls_ca) if tls_ca else None)
@@ -750,7 +764,9 @@ def main(name, setup, checks):
     try:
         try:
             ctx = setup(h)
-        except TestFailure as e:
+        except Exception as e:
+            detail = "" if isinstance(e, TestFailure) else f"\n{traceback.format_exc()}"
+            print(f"FAIL  setup: {e}{detail}", flush=True)
             failures.append(("setup", str(e)))
             ctx = None
         if ctx is not None:
@@ -763,6 +779,10 @@ def main(name, setup, checks):
                 except TestFailure as e:
                     print(f"FAIL  {label}: {e}", flush=True)
                     failures.append((label, str(e)))
+                except Exception as e:  # a crash of the check itself, e.g. usherd gone
+                    print(f"FAIL  {label}: {type(e).__name__}: {e}\n{traceback.format_exc()}",
+                          flush=True)
+                    failures.append((label, f"{type(e).__name__}: {e}"))
         if failures:
             print(f"\n{h.logs()}", flush=True)
     finally:
@@ -772,7 +792,5 @@ def main(name, setup, checks):
         failures.append(("cleanup", problem))
     if failures:
         print(f"\n{name}: {len(failures)} failed: {', '.join(f for f, _ in failures)}", flush=True)
-        if failures[0][0] == "setup":
-            print(f"setup failed: {failures[0][1]}", flush=True)
         sys.exit(1)
     print(f"{name}: all {len(checks)} checks passed", flush=True)

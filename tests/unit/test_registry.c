@@ -16,7 +16,7 @@
 #include "metrics/process.h"
 #include "metrics/registry.h"
 
-#define N(a) (sizeof(a) / sizeof((a)[0]))
+#define N(a)    (sizeof(a) / sizeof((a)[0]))
 #define BUF_MAX (64 * 1024 * 1024)
 
 static const struct usher_metric_desc desc_up = {"probe_success", USHER_METRIC_GAUGE,
@@ -25,8 +25,8 @@ static const struct usher_metric_desc desc_up_again = {"probe_success", USHER_ME
 						       "Whether the probe succeeded."};
 static const struct usher_metric_desc desc_req = {"usher_requests", USHER_METRIC_COUNTER,
 						  "Requests served."};
-static const struct usher_metric_desc desc_dur = {"usher_duration_seconds",
-						  USHER_METRIC_HISTOGRAM, "How long it took."};
+static const struct usher_metric_desc desc_dur = {"usher_duration_seconds", USHER_METRIC_HISTOGRAM,
+						  "How long it took."};
 static const struct usher_metric_desc desc_info = {"usher_thing_info", USHER_METRIC_GAUGE,
 						   "Information about a thing."};
 static const struct usher_metric_desc desc_raw = {"usher_raw", USHER_METRIC_UNTYPED,
@@ -57,18 +57,18 @@ static void test_escape_label(void **state)
 	static const struct {
 		const char *in, *want;
 	} cases[] = {
-		{"", ""},
-		{"plain", "plain"},
-		{"C:\\dir", "C:\\\\dir"},
-		{"say \"hi\"", "say \\\"hi\\\""},
-		{"line1\nline2", "line1\\nline2"},
-		{"tab\tand\rcr", "tab\tand\rcr"},
-		{"Zürich ✓ 東京 🎫", "Zürich ✓ 東京 🎫"},
-		{"bad \xff byte", "bad \xef\xbf\xbd byte"},
-		{"cut \xe2\x82", "cut \xef\xbf\xbd\xef\xbf\xbd"},
-		{"overlong \xc0\xaf", "overlong \xef\xbf\xbd\xef\xbf\xbd"},
-		{"surrogate \xed\xa0\x80", "surrogate \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"},
-		{"\\\"\n", "\\\\\\\"\\n"},
+	    {"", ""},
+	    {"plain", "plain"},
+	    {"C:\\dir", "C:\\\\dir"},
+	    {"say \"hi\"", "say \\\"hi\\\""},
+	    {"line1\nline2", "line1\\nline2"},
+	    {"tab\tand\rcr", "tab\tand\rcr"},
+	    {"Zürich ✓ 東京 🎫", "Zürich ✓ 東京 🎫"},
+	    {"bad \xff byte", "bad \xef\xbf\xbd byte"},
+	    {"cut \xe2\x82", "cut \xef\xbf\xbd\xef\xbf\xbd"},
+	    {"overlong \xc0\xaf", "overlong \xef\xbf\xbd\xef\xbf\xbd"},
+	    {"surrogate \xed\xa0\x80", "surrogate \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"},
+	    {"\\\"\n", "\\\\\\\"\\n"},
 	};
 	size_t i;
 
@@ -90,10 +90,10 @@ static void test_escape_help(void **state)
 		enum usher_expo_format fmt;
 		const char *want;
 	} cases[] = {
-		{"plain help.", USHER_EXPO_TEXT, "plain help."},
-		{"a \"b\" \\ c\nd", USHER_EXPO_TEXT, "a \"b\" \\\\ c\\nd"},
-		{"a \"b\" \\ c\nd", USHER_EXPO_OPENMETRICS, "a \\\"b\\\" \\\\ c\\nd"},
-		{"Größe in Bytes", USHER_EXPO_OPENMETRICS, "Größe in Bytes"},
+	    {"plain help.", USHER_EXPO_TEXT, "plain help."},
+	    {"a \"b\" \\ c\nd", USHER_EXPO_TEXT, "a \"b\" \\\\ c\\nd"},
+	    {"a \"b\" \\ c\nd", USHER_EXPO_OPENMETRICS, "a \\\"b\\\" \\\\ c\\nd"},
+	    {"Größe in Bytes", USHER_EXPO_OPENMETRICS, "Größe in Bytes"},
 	};
 	size_t i;
 
@@ -124,28 +124,28 @@ static void test_format_value(void **state)
 		double v;
 		const char *want;
 	} cases[] = {
-		{0.0, "0"},
-		{-0.0, "-0"},
-		{1, "1"},
-		{-1, "-1"},
-		{0.1, "0.1"},
-		{1e-7, "1e-07"},
-		{1e21, "1e+21"},
-		{123456789, "123456789"},
-		{1000000, "1000000"},
-		{1.5, "1.5"},
-		{-2.25, "-2.25"},
-		{0.005, "0.005"},
-		{0.1 + 0.2, "0.30000000000000004"},
-		{1.0 / 3.0, "0.3333333333333333"},
-		{999999999999999, "999999999999999"},
-		{1e15, "1e+15"},
-		{18446744073709551615.0, "1.8446744073709552e+19"},
-		{4.9406564584124654e-324, "4.94065645841247e-324"},
-		{1.7976931348623157e308, "1.7976931348623157e+308"},
-		{NAN, "NaN"},
-		{INFINITY, "+Inf"},
-		{-INFINITY, "-Inf"},
+	    {0.0, "0"},
+	    {-0.0, "-0"},
+	    {1, "1"},
+	    {-1, "-1"},
+	    {0.1, "0.1"},
+	    {1e-7, "1e-07"},
+	    {1e21, "1e+21"},
+	    {123456789, "123456789"},
+	    {1000000, "1000000"},
+	    {1.5, "1.5"},
+	    {-2.25, "-2.25"},
+	    {0.005, "0.005"},
+	    {0.1 + 0.2, "0.30000000000000004"},
+	    {1.0 / 3.0, "0.3333333333333333"},
+	    {999999999999999, "999999999999999"},
+	    {1e15, "1e+15"},
+	    {18446744073709551615.0, "1.8446744073709552e+19"},
+	    {4.9406564584124654e-324, "4.94065645841247e-324"},
+	    {1.7976931348623157e308, "1.7976931348623157e+308"},
+	    {NAN, "NaN"},
+	    {INFINITY, "+Inf"},
+	    {-INFINITY, "-Inf"},
 	};
 	char out[32];
 	size_t i;
@@ -186,17 +186,10 @@ static void test_names(void **state)
 		const char *name;
 		bool metric, label;
 	} cases[] = {
-		{"up", true, true},
-		{"_x", true, true},
-		{"job:rate5m", true, false},
-		{":x", true, false},
-		{"a1_b2", true, true},
-		{"1abc", false, false},
-		{"", false, false},
-		{"a-b", false, false},
-		{"a b", false, false},
-		{"ä", false, false},
-		{"__name__", true, true},
+	    {"up", true, true},  {"_x", true, true},       {"job:rate5m", true, false},
+	    {":x", true, false}, {"a1_b2", true, true},    {"1abc", false, false},
+	    {"", false, false},  {"a-b", false, false},    {"a b", false, false},
+	    {"ä", false, false}, {"__name__", true, true},
 	};
 	size_t i;
 
@@ -215,50 +208,50 @@ static void test_negotiate(void **state)
 		const char *accept;
 		enum usher_expo_format want;
 	} cases[] = {
-		{NULL, USHER_EXPO_TEXT},
-		{"", USHER_EXPO_TEXT},
-		{"*/*", USHER_EXPO_TEXT},
-		{"text/plain", USHER_EXPO_TEXT},
-		{"application/openmetrics-text", USHER_EXPO_OPENMETRICS},
-		/* Prometheus 2.x */
-		{"application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
-		 "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
-		 USHER_EXPO_OPENMETRICS},
-		{"application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;"
-		 "version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
-		 USHER_EXPO_OPENMETRICS},
-		/* Prometheus 3.x */
-		{"application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,"
-		 "application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=1.0.0;"
-		 "escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1",
-		 USHER_EXPO_OPENMETRICS},
-		/* scrape_protocols: [PrometheusText0.0.4] */
-		{"text/plain;version=0.0.4;q=0.5,*/*;q=0.1", USHER_EXPO_TEXT},
-		/* text preferred by q */
-		{"application/openmetrics-text;q=0.3, text/plain;q=0.9", USHER_EXPO_TEXT},
-		{"text/plain;q=0.3, application/openmetrics-text;q=0.9", USHER_EXPO_OPENMETRICS},
-		/* equal q: the first wins */
-		{"application/openmetrics-text;q=0.5, text/plain;q=0.5", USHER_EXPO_OPENMETRICS},
-		{"text/plain;q=0.5, application/openmetrics-text;q=0.5", USHER_EXPO_TEXT},
-		/* q=0 means not acceptable */
-		{"application/openmetrics-text;q=0, text/plain;q=0.1", USHER_EXPO_TEXT},
-		{"application/openmetrics-text;q=0.000", USHER_EXPO_TEXT},
-		/* versions usher does not write are skipped */
-		{"application/openmetrics-text;version=2.0.0, text/plain;q=0.1", USHER_EXPO_TEXT},
-		{"application/openmetrics-text;version=0.0.1", USHER_EXPO_OPENMETRICS},
-		{"application/openmetrics-text; version=\"1.0.0\"; q=1", USHER_EXPO_OPENMETRICS},
-		/* protobuf is not offered */
-		{"application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;"
-		 "encoding=delimited;q=0.7,application/openmetrics-text;q=0.6,text/plain;q=0.5",
-		 USHER_EXPO_OPENMETRICS},
-		/* case and whitespace */
-		{"  Application/OpenMetrics-Text ; Version=1.0.0 ;Q=0.8 ,text/plain;q=0.2",
-		 USHER_EXPO_OPENMETRICS},
-		/* malformed q: the range is ignored */
-		{"application/openmetrics-text;q=2, text/plain;q=0.1", USHER_EXPO_TEXT},
-		{"application/openmetrics-text;q=abc", USHER_EXPO_TEXT},
-		{"text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", USHER_EXPO_TEXT},
-		{",,,;;;===\"", USHER_EXPO_TEXT},
+	    {NULL, USHER_EXPO_TEXT},
+	    {"", USHER_EXPO_TEXT},
+	    {"*/*", USHER_EXPO_TEXT},
+	    {"text/plain", USHER_EXPO_TEXT},
+	    {"application/openmetrics-text", USHER_EXPO_OPENMETRICS},
+	    /* Prometheus 2.x */
+	    {"application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+	     "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+	     USHER_EXPO_OPENMETRICS},
+	    {"application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;"
+	     "version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
+	     USHER_EXPO_OPENMETRICS},
+	    /* Prometheus 3.x */
+	    {"application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,"
+	     "application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=1.0.0;"
+	     "escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1",
+	     USHER_EXPO_OPENMETRICS},
+	    /* scrape_protocols: [PrometheusText0.0.4] */
+	    {"text/plain;version=0.0.4;q=0.5,*/*;q=0.1", USHER_EXPO_TEXT},
+	    /* text preferred by q */
+	    {"application/openmetrics-text;q=0.3, text/plain;q=0.9", USHER_EXPO_TEXT},
+	    {"text/plain;q=0.3, application/openmetrics-text;q=0.9", USHER_EXPO_OPENMETRICS},
+	    /* equal q: the first wins */
+	    {"application/openmetrics-text;q=0.5, text/plain;q=0.5", USHER_EXPO_OPENMETRICS},
+	    {"text/plain;q=0.5, application/openmetrics-text;q=0.5", USHER_EXPO_TEXT},
+	    /* q=0 means not acceptable */
+	    {"application/openmetrics-text;q=0, text/plain;q=0.1", USHER_EXPO_TEXT},
+	    {"application/openmetrics-text;q=0.000", USHER_EXPO_TEXT},
+	    /* versions usher does not write are skipped */
+	    {"application/openmetrics-text;version=2.0.0, text/plain;q=0.1", USHER_EXPO_TEXT},
+	    {"application/openmetrics-text;version=0.0.1", USHER_EXPO_OPENMETRICS},
+	    {"application/openmetrics-text; version=\"1.0.0\"; q=1", USHER_EXPO_OPENMETRICS},
+	    /* protobuf is not offered */
+	    {"application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;"
+	     "encoding=delimited;q=0.7,application/openmetrics-text;q=0.6,text/plain;q=0.5",
+	     USHER_EXPO_OPENMETRICS},
+	    /* case and whitespace */
+	    {"  Application/OpenMetrics-Text ; Version=1.0.0 ;Q=0.8 ,text/plain;q=0.2",
+	     USHER_EXPO_OPENMETRICS},
+	    /* malformed q: the range is ignored */
+	    {"application/openmetrics-text;q=2, text/plain;q=0.1", USHER_EXPO_TEXT},
+	    {"application/openmetrics-text;q=abc", USHER_EXPO_TEXT},
+	    {"text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", USHER_EXPO_TEXT},
+	    {",,,;;;===\"", USHER_EXPO_TEXT},
 	};
 	size_t i;
 
@@ -385,13 +378,13 @@ static void test_histogram(void **state)
 	struct usher_registry *r = usher_registry_new();
 	struct usher_sample_set *s = usher_sample_set_new(base);
 	static const char *const want_series =
-		"usher_duration_seconds_bucket{job=\"usherd\",handler=\"/metrics\",le=\"0.005\"} 2\n"
-		"usher_duration_seconds_bucket{job=\"usherd\",handler=\"/metrics\",le=\"0.1\"} 4\n"
-		"usher_duration_seconds_bucket{job=\"usherd\",handler=\"/metrics\",le=\"1\"} 5\n"
-		"usher_duration_seconds_bucket{job=\"usherd\",handler=\"/metrics\",le=\"10\"} 6\n"
-		"usher_duration_seconds_bucket{job=\"usherd\",handler=\"/metrics\",le=\"+Inf\"} 7\n"
-		"usher_duration_seconds_sum{job=\"usherd\",handler=\"/metrics\"} 55.656\n"
-		"usher_duration_seconds_count{job=\"usherd\",handler=\"/metrics\"} 7\n";
+	    "usher_duration_seconds_bucket{job=\"usherd\",handler=\"/metrics\",le=\"0.005\"} 2\n"
+	    "usher_duration_seconds_bucket{job=\"usherd\",handler=\"/metrics\",le=\"0.1\"} 4\n"
+	    "usher_duration_seconds_bucket{job=\"usherd\",handler=\"/metrics\",le=\"1\"} 5\n"
+	    "usher_duration_seconds_bucket{job=\"usherd\",handler=\"/metrics\",le=\"10\"} 6\n"
+	    "usher_duration_seconds_bucket{job=\"usherd\",handler=\"/metrics\",le=\"+Inf\"} 7\n"
+	    "usher_duration_seconds_sum{job=\"usherd\",handler=\"/metrics\"} 55.656\n"
+	    "usher_duration_seconds_count{job=\"usherd\",handler=\"/metrics\"} 7\n";
 	char want[2048];
 	size_t i;
 
@@ -494,6 +487,48 @@ static void test_long_line(void **state)
 	usher_registry_free(r);
 }
 
+/* A producer rebuilt by a reload takes over the old one's samples and place. */
+static void test_move(void **state)
+{
+	static const char *const prod_c = "c";
+	struct usher_registry *r = usher_registry_new();
+	struct usher_sample_set *a = usher_sample_set_newv("job", "a", NULL);
+	struct usher_sample_set *b = usher_sample_set_newv("job", "b", NULL);
+	struct usher_sample_set *c = usher_sample_set_newv("job", "c", NULL);
+	static const char *const want = "# HELP probe_success Whether the probe succeeded.\n"
+					"# TYPE probe_success gauge\n"
+					"probe_success{job=\"a\"} 1\n"
+					"probe_success{job=\"b\"} 1\n";
+
+	(void)state;
+	usher_sample_add(a, &desc_up, 1, NULL);
+	usher_sample_add(b, &desc_up, 1, NULL);
+	usher_sample_add(c, &desc_up, 1, NULL);
+	usher_registry_publish(r, prod_a, a);
+	usher_registry_publish(r, prod_b, b);
+	usher_registry_move(r, prod_a, prod_c); /* a's set, first place, now c's */
+	usher_registry_remove(r, prod_a);       /* no longer there: a no-op */
+	assert_render(r, USHER_EXPO_TEXT, want);
+	usher_registry_publish(r, prod_c, c); /* replaces the moved set in place */
+	assert_render(r, USHER_EXPO_TEXT,
+		      "# HELP probe_success Whether the probe succeeded.\n"
+		      "# TYPE probe_success gauge\n"
+		      "probe_success{job=\"c\"} 1\n"
+		      "probe_success{job=\"b\"} 1\n");
+	usher_registry_move(r, prod_b, prod_c); /* c's own set is freed */
+	assert_render(r, USHER_EXPO_TEXT,
+		      "# HELP probe_success Whether the probe succeeded.\n"
+		      "# TYPE probe_success gauge\n"
+		      "probe_success{job=\"b\"} 1\n");
+	usher_registry_move(r, prod_a, prod_b); /* nothing to move */
+	usher_registry_move(r, prod_c, prod_c);
+	assert_render(r, USHER_EXPO_TEXT,
+		      "# HELP probe_success Whether the probe succeeded.\n"
+		      "# TYPE probe_success gauge\n"
+		      "probe_success{job=\"b\"} 1\n");
+	usher_registry_free(r);
+}
+
 static int ncollected;
 
 static struct usher_sample_set *collect_two(void *arg)
@@ -556,9 +591,9 @@ static void test_render_toobig(void **state)
 static void test_many(void **state)
 {
 	static const struct usher_metric_desc descs[] = {
-		{"m_c", USHER_METRIC_GAUGE, "c"},
-		{"m_a", USHER_METRIC_GAUGE, "a"},
-		{"m_b", USHER_METRIC_COUNTER, "b"},
+	    {"m_c", USHER_METRIC_GAUGE, "c"},
+	    {"m_a", USHER_METRIC_GAUGE, "a"},
+	    {"m_b", USHER_METRIC_COUNTER, "b"},
 	};
 	static const char owners[50];
 	struct usher_registry *r = usher_registry_new();
@@ -586,7 +621,8 @@ static void test_many(void **state)
 	assert_non_null(p);
 	assert_true(p < strstr(out, "# HELP m_b_total "));
 	assert_true(strstr(out, "# HELP m_b_total ") < strstr(out, "# HELP m_c "));
-	assert_non_null(strstr(out, "m_a{instance=\"i0\",n=\"99\"} 99\nm_a{instance=\"i1\",n=\"0\"} 0\n"));
+	assert_non_null(
+	    strstr(out, "m_a{instance=\"i0\",n=\"99\"} 99\nm_a{instance=\"i1\",n=\"0\"} 0\n"));
 	free(out);
 	usher_registry_free(r);
 }
@@ -642,7 +678,8 @@ static void test_process_collector(void **state)
 	(void)state;
 	usher_process_collector_register(r);
 	out = render(r, USHER_EXPO_TEXT);
-	assert_non_null(strstr(out, "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total "));
+	assert_non_null(
+	    strstr(out, "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total "));
 	assert_non_null(strstr(out, "\nprocess_resident_memory_bytes "));
 	assert_non_null(strstr(out, "\nprocess_virtual_memory_bytes "));
 	assert_non_null(strstr(out, "\nprocess_open_fds "));
@@ -652,7 +689,8 @@ static void test_process_collector(void **state)
 	assert_non_null(strstr(out, "compiler=\""));
 	free(out);
 	out = render(r, USHER_EXPO_OPENMETRICS);
-	assert_non_null(strstr(out, "# TYPE process_cpu_seconds counter\nprocess_cpu_seconds_total "));
+	assert_non_null(
+	    strstr(out, "# TYPE process_cpu_seconds counter\nprocess_cpu_seconds_total "));
 	free(out);
 	usher_registry_free(r);
 }
@@ -660,25 +698,26 @@ static void test_process_collector(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_escape_label),
-		cmocka_unit_test(test_escape_help),
-		cmocka_unit_test(test_escape_toobig),
-		cmocka_unit_test(test_format_value),
-		cmocka_unit_test(test_format_value_roundtrip),
-		cmocka_unit_test(test_names),
-		cmocka_unit_test(test_negotiate),
-		cmocka_unit_test(test_empty),
-		cmocka_unit_test(test_family_grouping),
-		cmocka_unit_test(test_counter_naming),
-		cmocka_unit_test(test_histogram),
-		cmocka_unit_test(test_histogram_explicit_inf),
-		cmocka_unit_test(test_label_escaping_in_render),
-		cmocka_unit_test(test_long_line),
-		cmocka_unit_test(test_collectors),
-		cmocka_unit_test(test_render_toobig),
-		cmocka_unit_test(test_many),
-		cmocka_unit_test(test_concurrent_publish),
-		cmocka_unit_test(test_process_collector),
+	    cmocka_unit_test(test_escape_label),
+	    cmocka_unit_test(test_escape_help),
+	    cmocka_unit_test(test_escape_toobig),
+	    cmocka_unit_test(test_format_value),
+	    cmocka_unit_test(test_format_value_roundtrip),
+	    cmocka_unit_test(test_names),
+	    cmocka_unit_test(test_negotiate),
+	    cmocka_unit_test(test_empty),
+	    cmocka_unit_test(test_family_grouping),
+	    cmocka_unit_test(test_counter_naming),
+	    cmocka_unit_test(test_histogram),
+	    cmocka_unit_test(test_histogram_explicit_inf),
+	    cmocka_unit_test(test_label_escaping_in_render),
+	    cmocka_unit_test(test_long_line),
+	    cmocka_unit_test(test_move),
+	    cmocka_unit_test(test_collectors),
+	    cmocka_unit_test(test_render_toobig),
+	    cmocka_unit_test(test_many),
+	    cmocka_unit_test(test_concurrent_publish),
+	    cmocka_unit_test(test_process_collector),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

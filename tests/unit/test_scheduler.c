@@ -89,7 +89,7 @@ struct env {
 	struct usher_config cfg;
 	struct usher_probe_conf probes[NPROBES];
 	struct fake fakes[NPROBES];
-	char names[NPROBES][16];
+	char names[NPROBES][32];
 	struct usher_registry *reg;
 	struct usher_loop *loop;
 	struct usher_sched *sched;
