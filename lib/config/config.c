@@ -295,6 +295,7 @@ enum usher_err usher_config_load_text(const char *file, const char *text, size_t
 	enum usher_err rc;
 
 	*out = NULL;
+	cfg->refs = 1;
 	cfg->arena = usher_arena_new();
 	cfg->path = usher_arena_strdup(cfg->arena, file);
 	ctx.arena = cfg->arena;
@@ -362,9 +363,15 @@ enum usher_err usher_config_load(const char *path, struct usher_config **out,
 	return rc;
 }
 
+struct usher_config *usher_config_ref(struct usher_config *c)
+{
+	__atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
+	return c;
+}
+
 void usher_config_free(struct usher_config *c)
 {
-	if (!c)
+	if (!c || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) > 0)
 		return;
 	usher_arena_free(c->arena);
 	free(c);

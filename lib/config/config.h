@@ -63,6 +63,7 @@ struct usher_probe_conf {
 };
 
 struct usher_config {
+	int refs; /* usher_config_ref / usher_config_free */
 	const char *path;
 	struct usher_arena *arena; /* owns everything below */
 	struct usher_global_conf global;
@@ -81,6 +82,11 @@ enum usher_err usher_config_load(const char *path, struct usher_config **out,
 /* Same from a string (for tests and the embedded default); file names it. */
 enum usher_err usher_config_load_text(const char *file, const char *text, size_t len,
 				      struct usher_config **out, struct usher_diags *diags);
+/* Takes another reference: a config is freed when its last holder calls
+ * usher_config_free (a probe still running on a worker thread after a
+ * reload keeps its config alive). Thread-safe. Returns c. */
+struct usher_config *usher_config_ref(struct usher_config *c);
+/* Drops a reference, freeing the config with the last one. NULL ok. */
 void usher_config_free(struct usher_config *c);
 
 /* The top-level table, for the docs and `usher check-config --reference`. */

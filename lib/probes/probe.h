@@ -57,9 +57,16 @@ struct usher_probe_run {
 	void *owner;
 };
 
+/* The generic series the scheduler adds to every run of a type. */
+enum usher_probe_series {
+	USHER_SERIES_PROBE,  /* probe_success, probe_duration_seconds, probe_failure_info */
+	USHER_SERIES_SCRAPE, /* Prometheus' up and scrape_duration_seconds */
+};
+
 struct usher_probe_type {
 	const char *name;
 	const char *help;
+	enum usher_probe_series series;
 	const struct usher_option *options; /* the type's own keys */
 	size_t opts_size;                   /* its options struct */
 	/* Cross-option checks once the table has filled pc->opts (compile
@@ -76,11 +83,18 @@ struct usher_probe_type {
 	 * that cannot start calls usher_probe_fail and returns nonzero; no
 	 * done call follows then. */
 	enum usher_err (*start)(void *ctx, struct usher_probe_run *run);
-	/* Abandons a run begun by start (timeout, reload, shutdown): release
-	 * everything it holds; usher_probe_run_done must not follow. */
+	/* Asynchronous types: abandons a run begun by start (timeout, reload,
+	 * shutdown): release everything it holds; usher_probe_run_done must
+	 * not follow.
+	 * Blocking types: called from the loop thread *while* .run executes on
+	 * a worker, to make it return soon (PQcancel, shutdown(2) on the
+	 * socket); it must be thread-safe and may find the run already over.
+	 * The run still ends normally. May be NULL for blocking types. */
 	void (*cancel)(void *ctx, struct usher_probe_run *run);
 	/* Blocking types instead: one whole run on a worker thread, bounded by
-	 * run->deadline_mono_ms. Exactly one of start and run is set. */
+	 * run->deadline_mono_ms (every wait inside must have a timeout). Use
+	 * only ctx and run; the config (run->conf) stays valid throughout.
+	 * Exactly one of start and run is set. */
 	void (*run)(void *ctx, struct usher_probe_run *run);
 	void (*free)(void *ctx);
 };

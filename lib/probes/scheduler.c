@@ -9,10 +9,13 @@
 #include "core/mem.h"
 #include "core/timeutil.h"
 #include "probes/probe.h"
+#include "probes/workers.h"
 
 /* How long past its deadline a run may take before the scheduler cancels
  * it itself; the type's own timeout (curl's) normally fires first. */
 #define DEADLINE_GRACE_MS 100
+/* Threads for blocking probe types, started with the first such probe. */
+#define NWORKERS 4
 
 static const double duration_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
 					 0.5,   1,    2.5,   5,    10,  30};
@@ -30,6 +33,10 @@ static const struct usher_metric_desc desc_runs = {
 	"usher_probe_runs", USHER_METRIC_COUNTER, "Probe runs by outcome"};
 static const struct usher_metric_desc desc_hist = {
 	"usher_probe_duration_seconds", USHER_METRIC_HISTOGRAM, "Duration of probe runs"};
+static const struct usher_metric_desc desc_up = {
+	"up", USHER_METRIC_GAUGE, "1 if the target's last scrape succeeded, 0 if not"};
+static const struct usher_metric_desc desc_scrape_duration = {
+	"scrape_duration_seconds", USHER_METRIC_GAUGE, "Duration of the target's last scrape"};
 
 struct instance {
 	const struct usher_probe_conf *conf;
@@ -38,6 +45,9 @@ struct instance {
 	struct usher_arena *arena; /* the run's scratch, reset each run */
 	struct usher_probe_run run;
 	bool running;
+	bool abandoned; /* a blocking run past its deadline, already reported */
+	struct usher_config *zombie_cfg; /* set when dropped while a worker runs it */
+	struct instance *next_zombie;
 	int64_t next_due_ms;
 	int64_t wake_ms; /* heap key */
 	size_t heap_pos;
@@ -53,9 +63,12 @@ struct usher_sched {
 	struct usher_registry *reg;
 	struct usher_log *log;
 	struct usher_probe_env env;
+	struct usher_config *cfg; /* the applied config (a reference) */
+	struct usher_workers *workers;
 	struct instance **heap;
 	size_t n;
 	size_t running;
+	struct instance *zombies; /* dropped, waiting for their worker */
 };
 
 /* ---- the heap ---------------------------------------------------------- */
@@ -130,12 +143,21 @@ static int64_t phase_ms(const struct usher_probe_conf *pc)
 	return (int64_t)(h % (uint64_t)pc->interval_ms);
 }
 
+static bool blocking(const struct instance *in)
+{
+	return in->conf->type->run != NULL;
+}
+
+/* Ends an asynchronous run in flight at once, or asks a blocking one to
+ * hurry (it still comes back through the workers). */
 static void instance_cancel(struct instance *in)
 {
 	if (!in->running)
 		return;
 	if (in->conf->type->cancel)
 		in->conf->type->cancel(in->ctx, &in->run);
+	if (blocking(in))
+		return;
 	usher_sample_set_free(in->run.samples);
 	in->run.samples = NULL;
 	in->running = false;
@@ -149,9 +171,25 @@ static void instance_free(struct instance *in)
 	instance_cancel(in);
 	if (in->ctx && in->conf->type->free)
 		in->conf->type->free(in->ctx);
+	usher_sample_set_free(in->run.samples);
+	usher_config_free(in->zombie_cfg);
 	usher_arena_free(in->arena);
 	free(in->base);
 	free(in);
+}
+
+/* Drops an instance: at once, or once its worker hands its run back. */
+static void instance_drop(struct usher_sched *s, struct instance *in)
+{
+	usher_registry_remove(s->reg, in);
+	if (in->running && blocking(in)) {
+		instance_cancel(in);
+		in->zombie_cfg = usher_config_ref(s->cfg);
+		in->next_zombie = s->zombies;
+		s->zombies = in;
+		return;
+	}
+	instance_free(in);
 }
 
 static void log_outcome(struct usher_sched *s, struct instance *in, double secs)
@@ -196,11 +234,9 @@ static void log_outcome(struct usher_sched *s, struct instance *in, double secs)
 	}
 }
 
-/* Ends a run: the generic series, the log, the registry, the next start. */
-static void run_finished(struct usher_probe_run *run)
+/* Adds the generic series to run's samples and publishes them. */
+static void publish(struct usher_sched *s, struct instance *in, struct usher_probe_run *run)
 {
-	struct instance *in = run->owner;
-	struct usher_sched *s = in->sched;
 	struct usher_sample_set *set = run->samples;
 	double secs = (double)(usher_mono_ns() - run->started_mono_ns) / 1e9;
 
@@ -211,20 +247,64 @@ static void run_finished(struct usher_probe_run *run)
 	else
 		in->failed_runs++;
 	usher_histogram_observe(&in->hist, secs);
-	usher_sample_add(set, &desc_success, run->success ? 1 : 0, NULL);
-	usher_sample_add(set, &desc_duration, secs, NULL);
-	if (!run->success)
-		usher_sample_add(set, &desc_failure, 1, "reason", run->failure_reason, NULL);
+	if (in->conf->type->series == USHER_SERIES_SCRAPE) {
+		usher_sample_add(set, &desc_up, run->success ? 1 : 0, NULL);
+		usher_sample_add(set, &desc_scrape_duration, secs, NULL);
+	} else {
+		usher_sample_add(set, &desc_success, run->success ? 1 : 0, NULL);
+		usher_sample_add(set, &desc_duration, secs, NULL);
+		if (!run->success)
+			usher_sample_add(set, &desc_failure, 1, "reason", run->failure_reason, NULL);
+	}
 	usher_sample_add(set, &desc_runs, (double)in->ok_runs, "outcome", "success", NULL);
 	usher_sample_add(set, &desc_runs, (double)in->failed_runs, "outcome", "failure", NULL);
 	usher_sample_add_histogram(set, &desc_hist, &in->hist, NULL);
 	usher_registry_publish(s->reg, in, set);
 	run->samples = NULL;
 	log_outcome(s, in, secs);
+}
 
+static void ended(struct usher_sched *s, struct instance *in)
+{
 	in->running = false;
+	in->abandoned = false;
 	s->running--;
 	set_wake(s, in, in->next_due_ms);
+}
+
+/* Ends a run: the generic series, the log, the registry, the next start. */
+static void run_finished(struct usher_probe_run *run)
+{
+	struct instance *in = run->owner;
+
+	publish(in->sched, in, run);
+	ended(in->sched, in);
+}
+
+/* A blocking run came back from its worker (on the loop thread). */
+static void blocking_returned(struct usher_probe_run *run)
+{
+	struct instance *in = run->owner;
+	struct usher_sched *s = in->sched;
+	struct instance **z;
+
+	if (in->zombie_cfg) {
+		for (z = &s->zombies; *z != in; z = &(*z)->next_zombie)
+			;
+		*z = in->next_zombie;
+		in->running = false;
+		s->running--;
+		instance_free(in);
+		return;
+	}
+	if (in->abandoned) {
+		/* its timeout was reported already: the late result is dropped */
+		usher_sample_set_free(run->samples);
+		run->samples = NULL;
+		ended(s, in);
+		return;
+	}
+	run_finished(run);
 }
 
 static void run_start(struct usher_sched *s, struct instance *in, int64_t now)
@@ -249,6 +329,12 @@ static void run_start(struct usher_sched *s, struct instance *in, int64_t now)
 	in->running = true;
 	s->running++;
 	set_wake(s, in, run->deadline_mono_ms + DEADLINE_GRACE_MS);
+	if (blocking(in)) {
+		if (!s->workers)
+			s->workers = usher_workers_new(NWORKERS, s->loop);
+		usher_workers_submit(s->workers, in->conf->type->run, in->ctx, run);
+		return;
+	}
 	if (in->conf->type->start(in->ctx, run)) {
 		/* it could not even start: that is this run's result */
 		if (run->success)
@@ -257,18 +343,37 @@ static void run_start(struct usher_sched *s, struct instance *in, int64_t now)
 	}
 }
 
-static void run_overdue(struct instance *in)
+static void run_overdue(struct usher_sched *s, struct instance *in)
 {
-	struct usher_probe_run *run = &in->run;
-	struct usher_sample_set *set = run->samples;
+	struct usher_probe_run *run = &in->run, late;
 
+	if (!blocking(in)) {
+		if (in->conf->type->cancel)
+			in->conf->type->cancel(in->ctx, run);
+		usher_probe_fail(run, USHER_FAIL_TIMEOUT, "no answer within timeout %lldms",
+				 (long long)in->conf->timeout_ms);
+		/* the type may have added partial samples; keep them with the failure */
+		run_finished(run);
+		return;
+	}
+	/* A worker still has the run: report the timeout now with a set of
+	 * our own, ask the run to stop, and wait for it before the next start. */
+	if (in->abandoned) {
+		set_wake(s, in, INT64_MAX);
+		return;
+	}
+	memset(&late, 0, sizeof(late));
+	late.conf = in->conf;
+	late.samples = usher_sample_set_new(in->base);
+	late.started_mono_ns = run->started_mono_ns;
+	late.success = true;
+	usher_probe_fail(&late, USHER_FAIL_TIMEOUT, "no answer within timeout %lldms",
+			 (long long)in->conf->timeout_ms);
+	publish(s, in, &late);
+	in->abandoned = true;
 	if (in->conf->type->cancel)
 		in->conf->type->cancel(in->ctx, run);
-	usher_probe_fail(run, USHER_FAIL_TIMEOUT, "no answer within timeout %lldms",
-			 (long long)in->conf->timeout_ms);
-	/* the type may have added partial samples; keep them with the failure */
-	run->samples = set;
-	run_finished(run);
+	set_wake(s, in, INT64_MAX);
 }
 
 /* ---- the scheduler ----------------------------------------------------- */
@@ -290,10 +395,8 @@ static void drop_all(struct usher_sched *s)
 {
 	size_t i;
 
-	for (i = 0; i < s->n; i++) {
-		usher_registry_remove(s->reg, s->heap[i]);
-		instance_free(s->heap[i]);
-	}
+	for (i = 0; i < s->n; i++)
+		instance_drop(s, s->heap[i]);
 	free(s->heap);
 	s->heap = NULL;
 	s->n = 0;
@@ -301,9 +404,19 @@ static void drop_all(struct usher_sched *s)
 
 void usher_sched_free(struct usher_sched *s)
 {
+	struct instance *z, *next;
+
 	if (!s)
 		return;
 	drop_all(s);
+	/* workers finish what they run (asked to hurry above), then stop */
+	usher_workers_free(s->workers);
+	for (z = s->zombies; z; z = next) {
+		next = z->next_zombie;
+		z->running = false;
+		instance_free(z);
+	}
+	usher_config_free(s->cfg);
 	free(s);
 }
 
@@ -318,7 +431,7 @@ static struct instance *find_old(struct usher_sched *s, const struct usher_probe
 	return NULL;
 }
 
-enum usher_err usher_sched_apply(struct usher_sched *s, const struct usher_config *cfg,
+enum usher_err usher_sched_apply(struct usher_sched *s, struct usher_config *cfg,
 				 struct usher_error *err)
 {
 	struct instance **fresh = usher_calloc(cfg->nprobes ? cfg->nprobes : 1, sizeof(*fresh));
@@ -338,12 +451,6 @@ enum usher_err usher_sched_apply(struct usher_sched *s, const struct usher_confi
 		in->hist.nbuckets = NBOUNDS;
 		in->hist.bounds = duration_bounds;
 		in->hist.counts = in->hist_counts;
-		if (!pc->type->start) {
-			rc = usher_fail(err, USHER_ERR_UNSUPPORTED,
-					"probe %s: type %s cannot run in usherd", pc->name,
-					pc->type->name);
-			goto out;
-		}
 		rc = pc->type->init(pc, &s->env, &in->ctx, err);
 		if (rc) {
 			usher_fail(err, rc, "probe %s: %s", pc->name, usher_strerror(rc));
@@ -378,6 +485,8 @@ out:
 			usher_registry_move(s->reg, old, fresh[i]);
 	}
 	drop_all(s);
+	usher_config_free(s->cfg);
+	s->cfg = usher_config_ref(cfg);
 	s->heap = fresh;
 	s->n = cfg->nprobes;
 	for (i = 0; i < s->n; i++)
@@ -392,11 +501,13 @@ void usher_sched_tick(struct usher_sched *s, int64_t now)
 	/* bounded: each instance is handled at most once per tick */
 	size_t budget = s->n;
 
+	if (s->workers)
+		usher_workers_collect(s->workers, blocking_returned);
 	while (s->n && budget-- && s->heap[0]->wake_ms <= now) {
 		struct instance *in = s->heap[0];
 
 		if (in->running)
-			run_overdue(in);
+			run_overdue(s, in);
 		else
 			run_start(s, in, now);
 	}

@@ -20,14 +20,15 @@ struct usher_sched *usher_sched_new(struct usher_loop *loop, struct usher_regist
 /* Cancels runs in flight, removes every probe's samples, frees. NULL ok. */
 void usher_sched_free(struct usher_sched *s);
 
-/* Replaces the probe set with cfg's probes (cfg is borrowed and must stay
- * alive until the next successful apply or free). A probe that keeps its
+/* Replaces the probe set with cfg's probes; the scheduler keeps a
+ * reference to cfg (usher_config_ref) while it needs it. A probe that keeps its
  * name and type keeps its counters and its phase. If any new probe fails to
  * initialise, nothing changes and err says which. */
-enum usher_err usher_sched_apply(struct usher_sched *s, const struct usher_config *cfg,
+enum usher_err usher_sched_apply(struct usher_sched *s, struct usher_config *cfg,
 				 struct usher_error *err);
 
-/* Starts the runs that are due and ends the ones past their deadline. */
+/* Collects the runs workers finished, starts the runs that are due and
+ * ends the ones past their deadline. */
 void usher_sched_tick(struct usher_sched *s, int64_t now_mono_ms);
 /* Milliseconds until the next tick is needed (0 when now), at most max_ms. */
 int usher_sched_wait_ms(const struct usher_sched *s, int64_t now_mono_ms, int max_ms);

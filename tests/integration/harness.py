@@ -103,7 +103,8 @@ def port_open(port, host="127.0.0.1"):
 
 
 def run(argv, timeout=60, env=None, input_bytes=None):
-    """Runs a short command; returns CompletedProcess with text output."""
+    """Runs a short command to completion; returns the CompletedProcess
+    (stdout and stderr as bytes)."""
     return subprocess.run(argv, capture_output=True, timeout=timeout * TIME_SCALE, env=env,
                           input=input_bytes, check=False)
 
@@ -304,8 +305,8 @@ def http(url, method="GET", headers=None, data=None, timeout=10.0, context=None)
 
 
 def tls_client_context(ca_file):
-    ctx = ssl.create_default_context(cafile=str(ca_file))
-    return ctx
+    """A client context that trusts only ca_file."""
+    return ssl.create_default_context(cafile=str(ca_file))
 
 
 # ------------------------------------------------------------- metrics ----

@@ -106,22 +106,33 @@ def check_sigterm_exits_quickly(h, ctx):
 def check_reload_keeps_series_of_unchanged_probes(h, ctx):
     # A probe the reload leaves as it was keeps its last result and its
     # counters: a gap would make Prometheus mark probe_success stale (and
-    # absent() alerts fire) on every reload, and counters would reset.
-    cfg = config(ctx["port"], "same").replace("interval: 1s", "interval: 5s").replace(
-        "timeout: 800ms", "timeout: 4s")
+    # absent() alerts fire) on every reload, and counters would reset. The
+    # probe's target never answers, so a run takes its whole 2s timeout and
+    # a gap after the reload cannot slip between two scrapes.
+    hang = HangServer(h)
+    cfg = f"""\
+probes:
+  - name: same
+    type: http
+    url: http://127.0.0.1:{hang.port}/
+    interval: 3s
+    timeout: 2s
+"""
     u = start_usherd(h, cfg, name="same")
     m = u.wait_runs(["same"], runs=1)
     before = runs_total(m, "same")
+    _, ts0 = reload_status(u)
+    time.sleep(1.1)  # so the reload's success timestamp is visibly later
     u.reload()
+    wait_until(lambda: reload_status(u)[1] > ts0, 20, "the reload's success timestamp to move")
     seen = []
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline:
+    for _ in range(5):
         m = u.metrics()
         seen.append((m.value("probe_success", job="same"), runs_total(m, "same")))
         time.sleep(0.2)
     gaps = sum(1 for success, _ in seen if success is None)
-    expect(gaps == 0, f"probe_success{{job=same}} vanished in {gaps} of {len(seen)} scrapes in "
-                      f"the 3s after reloading an identical config")
+    expect(gaps == 0, f"probe_success{{job=same}} vanished in {gaps} of {len(seen)} scrapes "
+                      f"right after reloading an identical config")
     low = min(runs for _, runs in seen)
     expect(low >= before, f"usher_probe_runs_total{{job=same}} went from {before} to {low} on an "
                           f"identical reload")

@@ -6,7 +6,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <stdio.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/timeutil.h"
 #include "metrics/registry.h"
@@ -100,6 +103,7 @@ static void setup_cfg(struct env *e, size_t n, int64_t interval, int64_t timeout
 	size_t i;
 
 	memset(&e->cfg, 0, sizeof(e->cfg));
+	e->cfg.refs = 1; /* owned by the test, never freed by the scheduler */
 	e->cfg.probes = e->probes;
 	e->cfg.nprobes = n;
 	for (i = 0; i < n; i++) {
@@ -291,12 +295,178 @@ static void test_free_cancels(void **state)
 	env_free(e);
 }
 
+/* ---- blocking types: runs on worker threads ---------------------------- */
+
+struct blocker {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool hang;     /* runs wait until cancelled */
+	bool released; /* cancel was called */
+	int runs, cancels, frees, in_run;
+};
+
+static enum usher_err blocker_init(const struct usher_probe_conf *pc,
+				   const struct usher_probe_env *env, void **ctx,
+				   struct usher_error *err)
+{
+	*ctx = pc->opts;
+	return USHER_OK;
+}
+
+static void blocker_run(void *ctx, struct usher_probe_run *run)
+{
+	struct blocker *b = ctx;
+
+	pthread_mutex_lock(&b->lock);
+	b->runs++;
+	b->in_run++;
+	assert_true(b->in_run == 1); /* never overlapping itself */
+	while (b->hang && !b->released)
+		pthread_cond_wait(&b->cond, &b->lock);
+	if (b->released)
+		usher_probe_fail(run, USHER_FAIL_CONNECT, "interrupted");
+	b->released = false;
+	b->in_run--;
+	pthread_mutex_unlock(&b->lock);
+	/* the config stays valid while a worker runs, even after a reload */
+	usher_sample_add(run->samples, &desc_fake, (double)strlen(run->conf->name), NULL);
+}
+
+static void blocker_cancel(void *ctx, struct usher_probe_run *run)
+{
+	struct blocker *b = ctx;
+
+	pthread_mutex_lock(&b->lock);
+	b->cancels++;
+	if (b->in_run)
+		b->released = true;
+	pthread_cond_broadcast(&b->cond);
+	pthread_mutex_unlock(&b->lock);
+}
+
+static void blocker_free(void *ctx)
+{
+	struct blocker *b = ctx;
+
+	pthread_mutex_lock(&b->lock);
+	b->frees++;
+	pthread_mutex_unlock(&b->lock);
+}
+
+static const struct usher_probe_type blocker_type = {
+	.name = "blocker",
+	.init = blocker_init,
+	.run = blocker_run,
+	.cancel = blocker_cancel,
+	.free = blocker_free,
+};
+
+/* Drives the scheduler in real time for ms milliseconds. */
+static void drive(struct usher_sched *s, struct usher_loop *loop, int64_t ms)
+{
+	int64_t end = usher_mono_ms() + ms;
+
+	while (usher_mono_ms() < end) {
+		usher_sched_tick(s, usher_mono_ms());
+		usher_loop_poll(loop, usher_sched_wait_ms(s, usher_mono_ms(), 5), NULL, 0);
+	}
+}
+
+static int blocker_get(struct blocker *b, const int *field)
+{
+	int v;
+
+	pthread_mutex_lock(&b->lock);
+	v = *field;
+	pthread_mutex_unlock(&b->lock);
+	return v;
+}
+
+static void test_blocking(void **state)
+{
+	struct env *e = env_new();
+	struct blocker b = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+	const char *out;
+
+	(void)state;
+	setup_cfg(e, 1, 200, 100, FINISH_OK);
+	e->probes[0].type = &blocker_type;
+	e->probes[0].opts = &b;
+	assert_int_equal(usher_sched_apply(e->sched, &e->cfg, NULL), USHER_OK);
+	drive(e->sched, e->loop, 700);
+	assert_true(blocker_get(&b, &b.runs) >= 2);
+	out = render(e);
+	assert_non_null(strstr(out, "probe_success{job=\"p0\",instance=\"here:1\"} 1\n"));
+	assert_non_null(strstr(out, "fake_value{job=\"p0\",instance=\"here:1\"} 2\n"));
+
+	/* a hung run: the timeout is reported while the worker still has it,
+	 * the run is asked to stop, and its late result is dropped */
+	pthread_mutex_lock(&b.lock);
+	b.hang = true;
+	pthread_mutex_unlock(&b.lock);
+	drive(e->sched, e->loop, 600);
+	out = render(e);
+	assert_non_null(strstr(out, "probe_failure_info{job=\"p0\",instance=\"here:1\","
+				    "reason=\"timeout\"} 1\n"));
+	assert_null(strstr(out, "reason=\"connect\""));
+	assert_true(blocker_get(&b, &b.cancels) >= 1);
+	env_free(e);
+	assert_int_equal(b.frees, 1);
+}
+
+static void test_blocking_reload_and_free(void **state)
+{
+	struct env *e = env_new();
+	struct env *next = env_new();
+	struct blocker b = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER,
+			    .hang = true};
+	struct blocker b2 = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER,
+			     .hang = true};
+	int64_t end;
+
+	(void)state;
+	setup_cfg(e, 1, 10000, 9000, FINISH_OK);
+	e->probes[0].type = &blocker_type;
+	e->probes[0].opts = &b;
+	assert_int_equal(usher_sched_apply(e->sched, &e->cfg, NULL), USHER_OK);
+	end = usher_mono_ms() + 15000;
+	while (blocker_get(&b, &b.in_run) == 0 && usher_mono_ms() < end)
+		drive(e->sched, e->loop, 20);
+	assert_int_equal(blocker_get(&b, &b.in_run), 1);
+
+	/* reload away from it while its worker runs: it is asked to stop and
+	 * freed once the worker hands it back, not before */
+	setup_cfg(next, 1, 10000, 9000, FINISH_OK);
+	next->probes[0].name = "other";
+	next->probes[0].type = &blocker_type;
+	next->probes[0].opts = &b2;
+	assert_int_equal(usher_sched_apply(e->sched, &next->cfg, NULL), USHER_OK);
+	end = usher_mono_ms() + 5000;
+	while (blocker_get(&b, &b.frees) == 0 && usher_mono_ms() < end)
+		drive(e->sched, e->loop, 20);
+	assert_int_equal(blocker_get(&b, &b.frees), 1);
+	assert_true(blocker_get(&b, &b.cancels) >= 1);
+
+	/* freeing the scheduler interrupts a hung run and waits for it */
+	end = usher_mono_ms() + 15000;
+	while (blocker_get(&b2, &b2.in_run) == 0 && usher_mono_ms() < end)
+		drive(e->sched, e->loop, 20);
+	assert_int_equal(blocker_get(&b2, &b2.in_run), 1);
+	usher_sched_free(e->sched);
+	e->sched = NULL;
+	assert_int_equal(b2.frees, 1);
+	assert_int_equal(b2.in_run, 0);
+	env_free(e);
+	env_free(next);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_spread_and_rate), cmocka_unit_test(test_series_published),
 		cmocka_unit_test(test_deadline),        cmocka_unit_test(test_reload),
-		cmocka_unit_test(test_free_cancels),
+		cmocka_unit_test(test_free_cancels),    cmocka_unit_test(test_blocking),
+		cmocka_unit_test(test_blocking_reload_and_free),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
