@@ -9,9 +9,11 @@ build="build-essential cmake pkg-config git ca-certificates
   libsystemd-dev libmicrohttpd-dev libsqlite3-dev libssl-dev libzstd-dev
   zlib1g-dev libpcre2-dev libgnutls28-dev"
 test="libcmocka-dev nginx-light openssl curl prometheus procps
-  systemd clang libclang-rt-14-dev python3 apache2-utils"
+  systemd clang libclang-rt-14-dev python3 apache2-utils
+  postgresql redis-server redis-tools memcached"
 demo="python3 curl"
-bench="prometheus-blackbox-exporter nginx-light libcurl4-openssl-dev python3 linux-perf"
+bench="prometheus-blackbox-exporter prometheus-postgres-exporter
+  prometheus-redis-exporter prometheus-memcached-exporter nginx-light libcurl4-openssl-dev python3 linux-perf"
 
 want="$build"
 case "${1:-all}" in

@@ -60,6 +60,33 @@ static const struct usher_option logging_options[] = {
 	USHER_OPT_END,
 };
 
+/* A client's TLS settings (blackbox's tls_config), shared by the probe types. */
+#define TLS_OFF(f) offsetof(struct usher_tls_client_conf, f)
+const struct usher_option usher_tls_client_options[] = {
+    {.key = "ca_file",
+     .type = USHER_OPT_STR,
+     .offset = TLS_OFF(ca_file),
+     .help = "CA certificates (PEM) to verify the server with, instead of the system's"},
+    {.key = "cert_file",
+     .type = USHER_OPT_STR,
+     .offset = TLS_OFF(cert_file),
+     .help = "client certificate (PEM) for mutual TLS; may hold the key too"},
+    {.key = "key_file",
+     .type = USHER_OPT_STR,
+     .offset = TLS_OFF(key_file),
+     .help = "private key (PEM) of cert_file"},
+    {.key = "server_name",
+     .type = USHER_OPT_STR,
+     .offset = TLS_OFF(server_name),
+     .help = "name sent in SNI and checked against the certificate, instead of the URL's host"},
+    {.key = "insecure_skip_verify",
+     .type = USHER_OPT_BOOL,
+     .offset = TLS_OFF(insecure_skip_verify),
+     .def = "false",
+     .help = "accept any certificate (expiry is still measured)"},
+    USHER_OPT_END,
+};
+
 /* The keys every probe has, whatever its type. */
 static const struct usher_option probe_common_options[] = {
 	{"name", USHER_OPT_STR, offsetof(struct usher_probe_conf, name), NULL, USHER_OPT_REQUIRED,

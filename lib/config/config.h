@@ -46,6 +46,10 @@ struct usher_tls_client_conf {
 	bool insecure_skip_verify;
 };
 
+/* The option table of struct usher_tls_client_conf, for a probe type's
+ * `tls:` section (USHER_OPT_SECTION). */
+extern const struct usher_option usher_tls_client_options[];
+
 struct usher_probe_type;
 
 /* One entry of `probes:`. */

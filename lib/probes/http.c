@@ -501,32 +501,6 @@ static enum usher_err parse_pointer(struct usher_cfgctx *ctx, const struct usher
 
 /* ---- option tables ------------------------------------------------------ */
 
-#define TLS_OFF(f) offsetof(struct usher_tls_client_conf, f)
-static const struct usher_option tls_options[] = {
-    {.key = "ca_file",
-     .type = USHER_OPT_STR,
-     .offset = TLS_OFF(ca_file),
-     .help = "CA certificates (PEM) to verify the server with, instead of the system's"},
-    {.key = "cert_file",
-     .type = USHER_OPT_STR,
-     .offset = TLS_OFF(cert_file),
-     .help = "client certificate (PEM) for mutual TLS; may hold the key too"},
-    {.key = "key_file",
-     .type = USHER_OPT_STR,
-     .offset = TLS_OFF(key_file),
-     .help = "private key (PEM) of cert_file"},
-    {.key = "server_name",
-     .type = USHER_OPT_STR,
-     .offset = TLS_OFF(server_name),
-     .help = "name sent in SNI and checked against the certificate, instead of the URL's host"},
-    {.key = "insecure_skip_verify",
-     .type = USHER_OPT_BOOL,
-     .offset = TLS_OFF(insecure_skip_verify),
-     .def = "false",
-     .help = "accept any certificate (expiry is still measured)"},
-    USHER_OPT_END,
-};
-
 #define BA_OFF(f) offsetof(struct usher_http_basic_auth, f)
 static const struct usher_option basic_auth_options[] = {
     {.key = "username", .type = USHER_OPT_STR, .offset = BA_OFF(username), .help = "user name"},
@@ -647,7 +621,7 @@ const struct usher_option usher_http_options[] = {
     {.key = "tls",
      .type = USHER_OPT_SECTION,
      .offset = HO_OFF(tls),
-     .sub = tls_options,
+     .sub = usher_tls_client_options,
      .help = "TLS client settings"},
     {.key = "basic_auth",
      .type = USHER_OPT_SECTION,
