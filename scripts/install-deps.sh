@@ -13,7 +13,7 @@ test="libcmocka-dev nginx-light openssl curl prometheus procps
   postgresql redis-server redis-tools memcached"
 demo="python3 curl"
 bench="prometheus-blackbox-exporter prometheus-postgres-exporter
-  prometheus-redis-exporter prometheus-memcached-exporter nginx-light libcurl4-openssl-dev python3 linux-perf"
+  prometheus-redis-exporter nginx-light libcurl4-openssl-dev python3 linux-perf"
 
 want="$build"
 case "${1:-all}" in
