@@ -10,5 +10,7 @@ enum usher_exit {
 };
 
 int usher_cmd_check_config(int argc, char **argv);
+/* usher test promql FILE... (a sub-command of `usher test`). */
+int usher_cmd_test_promql(int argc, char **argv);
 
 #endif

@@ -11,8 +11,30 @@ struct command {
 	const char *summary;
 };
 
+/* `usher test KIND FILE...`: one entry per kind of test file. */
+static const struct command test_commands[] = {
+	{"promql", usher_cmd_test_promql, "run PromQL test files (Prometheus' format)"},
+};
+
+static int cmd_test(int argc, char **argv)
+{
+	size_t i, n = sizeof(test_commands) / sizeof(test_commands[0]);
+	int help = argc >= 2 && strcmp(argv[1], "--help") == 0;
+	FILE *out = help ? stdout : stderr;
+
+	if (argc >= 2)
+		for (i = 0; i < n; i++)
+			if (strcmp(argv[1], test_commands[i].name) == 0)
+				return test_commands[i].fn(argc - 1, argv + 1);
+	fprintf(out, "usage: usher test KIND [options] FILE...\n\nkinds:\n");
+	for (i = 0; i < n; i++)
+		fprintf(out, "  %-14s %s\n", test_commands[i].name, test_commands[i].summary);
+	return help ? USHER_EXIT_OK : USHER_EXIT_INVALID;
+}
+
 static const struct command commands[] = {
 	{"check-config", usher_cmd_check_config, "validate a configuration file"},
+	{"test", cmd_test, "run test files: usher test promql FILE..."},
 };
 
 static void usage(FILE *out)
