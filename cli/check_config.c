@@ -6,6 +6,7 @@
 
 #include "cli.h"
 #include "config/config.h"
+#include "logship/sink.h"
 #include "probes/probe.h"
 
 static void usage(FILE *out)
@@ -24,6 +25,7 @@ static void usage(FILE *out)
 static void reference(void)
 {
 	const struct usher_probe_type *const *t;
+	const struct usher_log_sink_type *const *st;
 
 	printf("usher.yml keys:\n");
 	usher_opts_describe(stdout, usher_config_options, 1);
@@ -31,6 +33,12 @@ static void reference(void)
 		printf("\nprobes of type %s (%s), besides name, type, interval, timeout, labels:\n",
 		       (*t)->name, (*t)->help ? (*t)->help : "");
 		usher_opts_describe(stdout, (*t)->options, 1);
+	}
+	for (st = usher_log_sink_types; *st; st++) {
+		printf("\nlogging.sinks of type %s (%s), besides type, name:\n", (*st)->name,
+		       (*st)->help ? (*st)->help : "");
+		if ((*st)->options)
+			usher_opts_describe(stdout, (*st)->options, 1);
 	}
 }
 

@@ -16,6 +16,7 @@
 #include "core/mem.h"
 #include "core/timeutil.h"
 #include "httpd.h"
+#include "logship/logship.h"
 #include "metrics/process.h"
 #include "metrics/registry.h"
 #include "notify.h"
@@ -33,6 +34,7 @@ struct usherd {
 	const char *log_format_override;
 	struct usher_config *cfg;
 	struct usher_log *log;
+	struct usher_logship *logship; /* the log's output once the config is loaded */
 	struct usher_registry *reg;
 	struct usher_loop *loop;
 	struct usher_sched *sched;
@@ -69,7 +71,7 @@ static void usage(FILE *out)
 		"  -V, --version           show the version\n"
 		"\n"
 		"signals: SIGHUP reloads the configuration (a bad one keeps the old one\n"
-		"running); SIGTERM and SIGINT stop.\n"
+		"running); SIGUSR1 reopens log files (logrotate); SIGTERM and SIGINT stop.\n"
 		"\n"
 		"exit status: 0 stopped cleanly, 1 runtime failure, 2 invalid configuration\n"
 		"or usage.\n");
@@ -222,6 +224,7 @@ static enum usher_err start_httpd(struct usherd *d, const struct usher_config *c
 
 static void reload(struct usherd *d)
 {
+	struct usher_logship_plan *logs = NULL;
 	struct usher_config *cfg;
 	struct usher_error err;
 	bool restart_server;
@@ -236,6 +239,9 @@ static void reload(struct usherd *d)
 		goto out;
 	}
 	rc = ensure_state_dir(cfg->state_dir, &err);
+	if (rc)
+		goto out;
+	rc = usher_logship_prepare(d->logship, cfg, &logs, &err);
 	if (rc)
 		goto out;
 	rc = usher_sched_apply(d->sched, cfg, &err);
@@ -262,10 +268,13 @@ static void reload(struct usherd *d)
 	}
 	usher_httpd_set_ready(d->httpd, true);
 	apply_logging(d, cfg);
+	usher_logship_commit(d->logship, logs);
+	logs = NULL;
 	usher_config_free(d->cfg);
 	d->cfg = cfg;
 	cfg = NULL;
 out:
+	usher_logship_plan_free(logs);
 	usher_config_free(cfg);
 	d->reload_ok = rc == USHER_OK;
 	if (d->reload_ok)
@@ -300,11 +309,17 @@ static bool handle_signals(struct usherd *d)
 		case SIGHUP:
 			reload(d);
 			break;
+		case SIGUSR1:
+			usher_logship_reopen(d->logship);
+			break;
 		case SIGTERM:
-		case SIGINT:
-			usher_log_info(d->log, "received %s, stopping",
-				       si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+		case SIGINT: {
+			struct usher_log_field f[] = {USHER_LFS("event.action", "stopping")};
+
+			usher_log_event(d->log, USHER_LOG_INFO, f, 1, "received %s, stopping",
+					si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
 			return false;
+		}
 		default:
 			break;
 		}
@@ -408,6 +423,7 @@ int main(int argc, char **argv)
 	sigaddset(&mask, SIGHUP);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	d.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
@@ -431,8 +447,21 @@ int main(int argc, char **argv)
 		status = EXIT_RUNTIME;
 		goto out;
 	}
+	d.logship = usher_logship_new(d.log);
+	{
+		struct usher_logship_plan *logs = NULL;
+
+		if (usher_logship_prepare(d.logship, d.cfg, &logs, &err)) {
+			usher_log_error(d.log, "%s", err.msg);
+			status = EXIT_RUNTIME;
+			goto out;
+		}
+		usher_logship_commit(d.logship, logs);
+		usher_log_set_output(d.log, usher_logship_emit, d.logship);
+	}
 	d.reg = usher_registry_new();
 	usher_process_collector_register(d.reg);
+	usher_logship_register_metrics(d.logship, d.reg);
 	d.loop = usher_loop_new();
 	d.sched = usher_sched_new(d.loop, d.reg, d.log);
 	if (usher_sched_apply(d.sched, d.cfg, &err)) {
@@ -448,14 +477,29 @@ int main(int argc, char **argv)
 	d.reload_ok = true;
 	d.reload_ok_time = (double)usher_now_ms() / 1000.0;
 	publish_self(&d);
-	usher_log_info(d.log, "usherd %s started: %zu probes", USHER_VERSION, d.cfg->nprobes);
+	{
+		struct usher_log_field f[] = {USHER_LFS("event.action", "started")};
+
+		usher_log_event(d.log, USHER_LOG_INFO, f, 1, "usherd %s started: %zu probes",
+				USHER_VERSION, d.cfg->nprobes);
+	}
 	status = run(&d);
-	usher_log_info(d.log, "usherd stopped");
+	{
+		struct usher_log_field f[] = {USHER_LFS("event.action", "stopped")};
+
+		usher_log_event(d.log, USHER_LOG_INFO, f, 1, "usherd stopped");
+	}
 out:
 	usher_httpd_free(d.httpd);
 	usher_sched_free(d.sched);
 	usher_loop_free(d.loop);
+	if (d.logship) {
+		/* a second for the network sinks; what is left waits in their spools */
+		usher_logship_drain(d.logship, 1000);
+		usher_log_set_output(d.log, NULL, NULL);
+	}
 	usher_registry_free(d.reg);
+	usher_logship_free(d.logship);
 	usher_config_free(d.cfg);
 	usher_log_free(d.log);
 	if (d.sigfd >= 0)

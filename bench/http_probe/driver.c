@@ -7,7 +7,11 @@
  *              t0 + i*interval/N + k*interval), never overlapping itself on
  *              one URL (a due request whose previous one is still running is
  *              skipped and counted, as Prometheus skips a scrape). One
- *              thread, libcurl multi, keep-alive connections. Every
+ *              thread, libcurl multi driven by epoll through
+ *              curl_multi_socket_action (so its cost follows socket events,
+ *              not the number of requests in flight: a stalled exporter with
+ *              a thousand requests outstanding must not make the driver eat
+ *              the CPU the exporter needs), keep-alive connections. Every
  *              completed request is written to --out as one line:
  *                due_mono_ns start_mono_ns total_us ttfb_us http_code ok bytes
  *              (CLOCK_MONOTONIC, the clock Python's time.monotonic() reads).
@@ -21,6 +25,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <curl/curl.h>
 #include <errno.h>
+#include <sys/epoll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -115,6 +120,34 @@ static void setup_easy(struct target *t, struct curl_slist *hdrs, long timeout_m
 		if (!t->body)
 			die("out of memory");
 	}
+}
+
+/* libcurl tells us which sockets to watch and when to call it back. */
+static int epfd = -1;
+static int64_t curl_timer_ns = -1; /* absolute CLOCK_MONOTONIC, -1: none */
+
+static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+	(void)easy, (void)userp, (void)socketp;
+	if (what == CURL_POLL_REMOVE) {
+		epoll_ctl(epfd, EPOLL_CTL_DEL, s, NULL);
+		return 0;
+	}
+	struct epoll_event ev = {.data.fd = s};
+	if (what & CURL_POLL_IN)
+		ev.events |= EPOLLIN;
+	if (what & CURL_POLL_OUT)
+		ev.events |= EPOLLOUT;
+	if (epoll_ctl(epfd, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT)
+		epoll_ctl(epfd, EPOLL_CTL_ADD, s, &ev);
+	return 0;
+}
+
+static int on_timer(CURLM *m, long timeout_ms, void *userp)
+{
+	(void)m, (void)userp;
+	curl_timer_ns = timeout_ms < 0 ? -1 : now_ns() + (int64_t)timeout_ms * 1000000;
+	return 0;
 }
 
 static void usage(void)
@@ -248,6 +281,11 @@ int main(int argc, char **argv)
 	if (!m)
 		die("curl_multi_init failed");
 	curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, 256L);
+	epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (epfd < 0)
+		die("epoll_create1 failed");
+	curl_multi_setopt(m, CURLMOPT_SOCKETFUNCTION, on_socket);
+	curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, on_timer);
 
 	const int64_t interval_ns = (int64_t)interval_ms * 1000000;
 	size_t rcap = (size_t)((duration * 1000.0 / (double)interval_ms) + 2) * n + 16;
@@ -261,13 +299,14 @@ int main(int argc, char **argv)
 	const int64_t end = t0 + (int64_t)(duration * 1e9);
 	const int64_t grace_end = end + (int64_t)timeout_ms * 1000000 + 500000000;
 	uint64_t slot = 0; /* slot s: URL s % n, due t0 + s*interval/n */
-	int running = 0;
+	int running = 0;     /* as curl counts them; unused */
+	uint64_t inflight = 0;
 
 	for (;;) {
 		int64_t now = now_ns();
 		if (stop_flag || now >= grace_end)
 			break;
-		if (now >= end && running == 0)
+		if (now >= end && inflight == 0)
 			break;
 		/* Start everything that is due. */
 		int64_t next_due = INT64_MAX;
@@ -292,8 +331,8 @@ int main(int argc, char **argv)
 			if (mc != CURLM_OK)
 				die(curl_multi_strerror(mc));
 			started++;
+			inflight++;
 		}
-		curl_multi_perform(m, &running);
 		CURLMsg *msg;
 		int left;
 		while ((msg = curl_multi_info_read(m, &left))) {
@@ -316,14 +355,33 @@ int main(int argc, char **argv)
 							    (int64_t)ttfb, (int)code, ok, t->total};
 			curl_multi_remove_handle(m, t->easy);
 			t->busy = 0;
+			inflight--;
 		}
+		/* Wait for the next due slot, curl's timer or socket activity. */
 		now = now_ns();
-		int64_t wait_ns = next_due == INT64_MAX ? 50000000 : next_due - now;
-		if (wait_ns > 50000000)
-			wait_ns = 50000000;
-		if (wait_ns > 0) {
-			int wait_ms = (int)((wait_ns + 999999) / 1000000);
-			curl_multi_poll(m, NULL, 0, wait_ms, NULL);
+		int64_t wake = next_due == INT64_MAX ? now + 50000000 : next_due;
+		if (curl_timer_ns >= 0 && curl_timer_ns < wake)
+			wake = curl_timer_ns;
+		if (wake > now + 50000000)
+			wake = now + 50000000;
+		int wait_ms = wake > now ? (int)((wake - now + 999999) / 1000000) : 0;
+		struct epoll_event evs[64];
+		int nev = epoll_wait(epfd, evs, 64, wait_ms);
+		if (nev < 0 && errno != EINTR)
+			die("epoll_wait failed");
+		for (int e = 0; e < nev; e++) {
+			int flags = 0;
+			if (evs[e].events & (EPOLLIN | EPOLLHUP))
+				flags |= CURL_CSELECT_IN;
+			if (evs[e].events & EPOLLOUT)
+				flags |= CURL_CSELECT_OUT;
+			if (evs[e].events & EPOLLERR)
+				flags |= CURL_CSELECT_ERR;
+			curl_multi_socket_action(m, evs[e].data.fd, flags, &running);
+		}
+		if (curl_timer_ns >= 0 && now_ns() >= curl_timer_ns) {
+			curl_timer_ns = -1;
+			curl_multi_socket_action(m, CURL_SOCKET_TIMEOUT, 0, &running);
 		}
 	}
 

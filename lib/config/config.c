@@ -13,8 +13,11 @@
 #include "core/buf.h"
 #include "core/mem.h"
 #include "core/timeutil.h"
+#include "logship/sink.h"
 #include "metrics/registry.h"
 #include "probes/probe.h"
+#include "probes/scrape.h"
+#include "probes/textfile.h"
 
 #define CONFIG_FILE_MAX (16 * 1024 * 1024)
 #define DEFAULT_PROBE_TIMEOUT_MS 10000
@@ -56,7 +59,11 @@ static const struct usher_option logging_options[] = {
 	{"level", USHER_OPT_STR, offsetof(struct usher_logging_conf, level), "info", 0,
 	 "debug, info, warn or error"},
 	{"format", USHER_OPT_STR, offsetof(struct usher_logging_conf, format), "ecs", 0,
-	 "ecs (one JSON object per line) or text"},
+	 "ecs (one JSON object per line) or text, for the stdout sink"},
+	{"sinks", USHER_OPT_CUSTOM, offsetof(struct usher_logging_conf, sinks), NULL, 0,
+	 "where events go: a list of {type: stdout|file|journald|elasticsearch|logstash, ...} "
+	 "(default: stdout)",
+	 usher_log_sink_common_options, 0, usher_log_sinks_parse},
 	USHER_OPT_END,
 };
 
@@ -115,6 +122,14 @@ const struct usher_option usher_config_options[] = {
 	 "event logs", logging_options},
 	{"probes", USHER_OPT_CUSTOM, offsetof(struct usher_config, probes), NULL, 0,
 	 "the targets usherd probes", NULL, 0, parse_probes},
+	/* after probes: both append generated instances to cfg->probes */
+	{"scrape_configs", USHER_OPT_CUSTOM, offsetof(struct usher_config, scrape_configs), NULL, 0,
+	 "services whose own /metrics usherd scrapes (Prometheus' scrape_config shape)",
+	 usher_scrape_config_options, 0, usher_scrape_parse_configs},
+	{"textfile_dir", USHER_OPT_CUSTOM, offsetof(struct usher_config, textfile_dir), NULL, 0,
+	 "directory of *.prom files re-exposed every global.scrape_interval "
+	 "(node_exporter's textfile collector)",
+	 NULL, 0, usher_textfile_parse_dir},
 	USHER_OPT_END,
 };
 
@@ -139,8 +154,34 @@ static const char *known_types(struct usher_arena *a)
 	return s;
 }
 
-static enum usher_err check_labels(struct usher_cfgctx *ctx, const struct usher_ynode *labels,
-				   const struct usher_strmap *m)
+struct usher_probe_conf *usher_config_add_probe(struct usher_cfgctx *ctx)
+{
+	struct usher_config *cfg = ctx->root;
+
+	if (cfg->nprobes == cfg->probes_cap) {
+		size_t cap = cfg->probes_cap ? cfg->probes_cap * 2 : 8;
+		struct usher_probe_conf *v = usher_arena_zalloc(ctx->arena, cap * sizeof(*v));
+
+		if (cfg->nprobes)
+			memcpy(v, cfg->probes, cfg->nprobes * sizeof(*v));
+		cfg->probes = v;
+		cfg->probes_cap = cap;
+	}
+	memset(&cfg->probes[cfg->nprobes], 0, sizeof(cfg->probes[0]));
+	return &cfg->probes[cfg->nprobes++];
+}
+
+int64_t usher_config_default_timeout(const struct usher_config *cfg, int64_t interval_ms)
+{
+	int64_t t = cfg->global.scrape_timeout_ms, cap = interval_ms - interval_ms / 10;
+
+	if (t > cap)
+		t = cap;
+	return t > 0 ? t : 1;
+}
+
+enum usher_err usher_config_check_labels(struct usher_cfgctx *ctx, const struct usher_ynode *labels,
+					 const struct usher_strmap *m)
 {
 	enum usher_err rc = USHER_OK;
 	size_t i;
@@ -168,7 +209,6 @@ static enum usher_err parse_probe(struct usher_cfgctx *ctx, const struct usher_y
 	const struct usher_option *tables[2] = {probe_common_options, NULL};
 	void *bases[2] = {pc, NULL};
 	enum usher_err rc;
-	int64_t cap;
 
 	pc->line = n->line;
 	pc->col = n->col;
@@ -192,7 +232,7 @@ static enum usher_err parse_probe(struct usher_cfgctx *ctx, const struct usher_y
 				       "invalid probe name \"%s\": use letters, digits, '_', '-', "
 				       "'.' and ':'",
 				       pc->name);
-	if (check_labels(ctx, usher_ynode_get(n, "labels"), &pc->labels))
+	if (usher_config_check_labels(ctx, usher_ynode_get(n, "labels"), &pc->labels))
 		rc = USHER_ERR_INVALID;
 
 	if (!pc->interval_ms)
@@ -209,12 +249,7 @@ static enum usher_err parse_probe(struct usher_cfgctx *ctx, const struct usher_y
 	} else {
 		/* the default never collides with a short interval: runs must
 		 * end before the next one is due */
-		pc->timeout_ms = cfg->global.scrape_timeout_ms;
-		cap = pc->interval_ms - pc->interval_ms / 10;
-		if (pc->timeout_ms > cap)
-			pc->timeout_ms = cap;
-		if (pc->timeout_ms <= 0)
-			pc->timeout_ms = 1;
+		pc->timeout_ms = usher_config_default_timeout(cfg, pc->interval_ms);
 	}
 	if (pc->type->check && pc->type->check(ctx, pc, n))
 		rc = USHER_ERR_INVALID;
@@ -245,6 +280,7 @@ static enum usher_err parse_probes(struct usher_cfgctx *ctx, const struct usher_
 		return usher_cfg_error(ctx, n, "probes: expected a list, got a %s",
 				       usher_ynode_kind_name(n->kind));
 	cfg->probes = usher_arena_zalloc(ctx->arena, (n->n ? n->n : 1) * sizeof(*cfg->probes));
+	cfg->probes_cap = n->n ? n->n : 1;
 	for (i = 0; i < n->n; i++) {
 		struct usher_probe_conf *pc = &cfg->probes[cfg->nprobes];
 
@@ -306,8 +342,9 @@ static enum usher_err check_config(struct usher_cfgctx *ctx, const struct usher_
 	if (!*cfg->server.listen)
 		rc = usher_cfg_error(ctx, usher_ynode_get(server, "listen"),
 				     "server.listen must not be empty");
-	if (check_labels(ctx, usher_ynode_get(usher_ynode_get(root, "global"), "external_labels"),
-			 &cfg->global.external_labels))
+	if (usher_config_check_labels(
+		ctx, usher_ynode_get(usher_ynode_get(root, "global"), "external_labels"),
+		&cfg->global.external_labels))
 		rc = USHER_ERR_INVALID;
 	return rc;
 }

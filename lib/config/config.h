@@ -34,7 +34,8 @@ struct usher_server_conf {
 
 struct usher_logging_conf {
 	const char *level;  /* debug | info | warn | error */
-	const char *format; /* ecs | text */
+	const char *format; /* ecs | text: the stdout sink's format */
+	struct usher_list sinks; /* of struct usher_log_sink_conf (logship/sink.h); none: stdout */
 };
 
 /* TLS settings of a client (a probe): blackbox's tls_config. */
@@ -74,8 +75,13 @@ struct usher_config {
 	struct usher_server_conf server;
 	const char *state_dir;
 	struct usher_logging_conf logging;
+	/* probes: entries, then the instances generated from scrape_configs
+	 * (one per target, type scrape) and textfile_dir (type textfile) */
 	struct usher_probe_conf *probes;
 	size_t nprobes;
+	size_t probes_cap;                /* room in probes (usher_config_add_probe) */
+	struct usher_list scrape_configs; /* of struct usher_scrape_conf (probes/scrape.h) */
+	const char *textfile_dir;         /* NULL when not set */
 };
 
 /* Loads and validates path. On success *out is a config the caller frees
@@ -92,6 +98,22 @@ enum usher_err usher_config_load_text(const char *file, const char *text, size_t
 struct usher_config *usher_config_ref(struct usher_config *c);
 /* Drops a reference, freeing the config with the last one. NULL ok. */
 void usher_config_free(struct usher_config *c);
+
+/* For sections that generate probe instances while the config loads (each
+ * target of scrape_configs, the textfile directory): a zeroed entry at the
+ * end of the config's probes, counted in nprobes. The array may move, so
+ * no entry pointer is held across calls. */
+struct usher_probe_conf *usher_config_add_probe(struct usher_cfgctx *ctx);
+
+/* Checks the names of the labels map m filled from the YAML mapping node
+ * (may be NULL): valid label names, none starting with "__". Adds a
+ * diagnostic per bad name; returns USHER_ERR_INVALID if there was one. */
+enum usher_err usher_config_check_labels(struct usher_cfgctx *ctx, const struct usher_ynode *node,
+					 const struct usher_strmap *m);
+
+/* The timeout a probe gets when its config sets none: global.scrape_timeout,
+ * but less than interval_ms (by a tenth), so runs end before the next one. */
+int64_t usher_config_default_timeout(const struct usher_config *cfg, int64_t interval_ms);
 
 /* The top-level table, for the docs and `usher check-config --reference`. */
 extern const struct usher_option usher_config_options[];

@@ -2,7 +2,6 @@
 #include "core/log.h"
 
 #include <errno.h>
-#include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/buf.h"
+#include "core/ecs.h"
 #include "core/mem.h"
 #include "core/timeutil.h"
 
@@ -22,7 +22,11 @@ struct usher_log {
 	enum usher_log_level min;
 	char *service;
 	char hostname[256];
-	pthread_mutex_t lock;
+	pthread_mutex_t lock; /* one write() at a time on fd */
+	/* the output, when set; held for reading while an event is in it */
+	pthread_rwlock_t out_lock;
+	usher_log_output_fn *out_fn;
+	void *out_arg;
 };
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
@@ -39,6 +43,7 @@ struct usher_log *usher_log_new(int fd, enum usher_log_format fmt, enum usher_lo
 	if (gethostname(l->hostname, sizeof(l->hostname) - 1) != 0)
 		l->hostname[0] = '\0';
 	pthread_mutex_init(&l->lock, NULL);
+	pthread_rwlock_init(&l->out_lock, NULL);
 	return l;
 }
 
@@ -46,17 +51,37 @@ void usher_log_free(struct usher_log *l)
 {
 	if (!l)
 		return;
+	pthread_rwlock_destroy(&l->out_lock);
 	pthread_mutex_destroy(&l->lock);
 	free(l->service);
 	free(l);
 }
 
-void usher_log_set_level(struct usher_log *l, enum usher_log_level min) { l->min = min; }
-void usher_log_set_format(struct usher_log *l, enum usher_log_format fmt) { l->fmt = fmt; }
+void usher_log_set_level(struct usher_log *l, enum usher_log_level min)
+{
+	l->min = min;
+}
+void usher_log_set_format(struct usher_log *l, enum usher_log_format fmt)
+{
+	l->fmt = fmt;
+}
 
 bool usher_log_enabled(const struct usher_log *l, enum usher_log_level lvl)
 {
 	return l && lvl >= l->min;
+}
+
+void usher_log_set_output(struct usher_log *l, usher_log_output_fn *fn, void *arg)
+{
+	pthread_rwlock_wrlock(&l->out_lock);
+	l->out_fn = fn;
+	l->out_arg = arg;
+	pthread_rwlock_unlock(&l->out_lock);
+}
+
+const char *usher_log_hostname(const struct usher_log *l)
+{
+	return l->hostname;
 }
 
 enum usher_err usher_log_level_parse(const char *s, enum usher_log_level *lvl)
@@ -83,69 +108,7 @@ const char *usher_log_level_name(enum usher_log_level lvl)
 
 enum usher_err usher_json_escape(struct usher_buf *b, const char *s)
 {
-	const unsigned char *p = (const unsigned char *)s;
-	enum usher_err rc = USHER_OK;
-
-	for (; *p && !rc; p++) {
-		switch (*p) {
-		case '"': rc = usher_buf_add(b, "\\\"", 2); break;
-		case '\\': rc = usher_buf_add(b, "\\\\", 2); break;
-		case '\n': rc = usher_buf_add(b, "\\n", 2); break;
-		case '\r': rc = usher_buf_add(b, "\\r", 2); break;
-		case '\t': rc = usher_buf_add(b, "\\t", 2); break;
-		default:
-			if (*p < 0x20)
-				rc = usher_buf_addf(b, "\\u%04x", *p);
-			else
-				rc = usher_buf_addc(b, (char)*p);
-		}
-	}
-	return rc;
-}
-
-static void add_json_field(struct usher_buf *b, const struct usher_log_field *f)
-{
-	usher_buf_addstr(b, ",\"");
-	usher_json_escape(b, f->key);
-	usher_buf_addstr(b, "\":");
-	switch (f->type) {
-	case USHER_LF_STR:
-		usher_buf_addc(b, '"');
-		usher_json_escape(b, f->s);
-		usher_buf_addc(b, '"');
-		break;
-	case USHER_LF_INT:
-		usher_buf_addf(b, "%lld", (long long)f->i);
-		break;
-	case USHER_LF_DOUBLE:
-		if (isfinite(f->d))
-			usher_buf_addf(b, "%.17g", f->d);
-		else
-			usher_buf_addstr(b, "null");
-		break;
-	case USHER_LF_BOOL:
-		usher_buf_addstr(b, f->i ? "true" : "false");
-		break;
-	}
-}
-
-static void add_text_field(struct usher_buf *b, const struct usher_log_field *f)
-{
-	usher_buf_addf(b, " %s=", f->key);
-	switch (f->type) {
-	case USHER_LF_STR:
-		if (strpbrk(f->s, " \"=") || !*f->s) {
-			usher_buf_addc(b, '"');
-			usher_json_escape(b, f->s);
-			usher_buf_addc(b, '"');
-		} else {
-			usher_buf_addstr(b, f->s);
-		}
-		break;
-	case USHER_LF_INT: usher_buf_addf(b, "%lld", (long long)f->i); break;
-	case USHER_LF_DOUBLE: usher_buf_addf(b, "%g", f->d); break;
-	case USHER_LF_BOOL: usher_buf_addstr(b, f->i ? "true" : "false"); break;
-	}
+	return usher_ecs_escape(b, s, strlen(s));
 }
 
 static void write_all(int fd, const char *p, size_t n)
@@ -163,44 +126,16 @@ static void write_all(int fd, const char *p, size_t n)
 	}
 }
 
-void usher_log_event(struct usher_log *l, enum usher_log_level lvl,
-		     const struct usher_log_field *fields, size_t n, const char *fmt, ...)
+/* Without an output: the line goes to the fd. */
+static void write_fd(struct usher_log *l, const struct usher_log_record *r)
 {
-	struct usher_buf b, msg;
-	char ts[32];
-	va_list ap;
-	size_t i;
-
-	if (!usher_log_enabled(l, lvl))
-		return;
-	usher_buf_init(&msg, LOG_LINE_MAX / 2);
-	va_start(ap, fmt);
-	if (usher_buf_vaddf(&msg, fmt, ap) == USHER_ERR_TOOBIG)
-		usher_buf_addstr(&msg, "(message too long)");
-	va_end(ap);
+	struct usher_buf b;
 
 	usher_buf_init(&b, LOG_LINE_MAX);
-	usher_time_format_rfc3339(usher_now_ms(), ts, sizeof(ts));
-	if (l->fmt == USHER_LOG_FORMAT_ECS) {
-		usher_buf_addf(&b, "{\"@timestamp\":\"%s\",\"log.level\":\"%s\",\"message\":\"", ts,
-			       level_names[lvl]);
-		usher_json_escape(&b, usher_buf_str(&msg));
-		usher_buf_addf(&b, "\",\"ecs.version\":\"%s\",\"service.name\":\"", USHER_ECS_VERSION);
-		usher_json_escape(&b, l->service);
-		usher_buf_addstr(&b, "\",\"host.hostname\":\"");
-		usher_json_escape(&b, l->hostname);
-		usher_buf_addc(&b, '"');
-		for (i = 0; i < n; i++)
-			if (fields[i].type != USHER_LF_STR || fields[i].s)
-				add_json_field(&b, &fields[i]);
-		usher_buf_addstr(&b, "}\n");
-	} else {
-		usher_buf_addf(&b, "%s %-5s %s", ts, level_names[lvl], usher_buf_str(&msg));
-		for (i = 0; i < n; i++)
-			if (fields[i].type != USHER_LF_STR || fields[i].s)
-				add_text_field(&b, &fields[i]);
-		usher_buf_addc(&b, '\n');
-	}
+	if (l->fmt == USHER_LOG_FORMAT_ECS)
+		usher_ecs_encode(&b, r, NULL);
+	else
+		usher_text_encode(&b, r);
 	if (b.len && b.data[b.len - 1] != '\n') {
 		/* the line hit LOG_LINE_MAX: end it so the next event parses */
 		b.data[b.len - 1] = '\n';
@@ -209,6 +144,48 @@ void usher_log_event(struct usher_log *l, enum usher_log_level lvl,
 	write_all(l->fd, usher_buf_str(&b), b.len);
 	pthread_mutex_unlock(&l->lock);
 	usher_buf_free(&b);
+}
+
+#define FIELDS_ON_STACK 32
+
+void usher_log_event(struct usher_log *l, enum usher_log_level lvl,
+		     const struct usher_log_field *fields, size_t n, const char *fmt, ...)
+{
+	struct usher_log_field stack[FIELDS_ON_STACK], *kept = stack;
+	struct usher_log_record r;
+	struct usher_buf msg;
+	va_list ap;
+	size_t i, k = 0;
+
+	if (!usher_log_enabled(l, lvl))
+		return;
+	r.ts_ns = usher_now_ns();
+	usher_buf_init(&msg, LOG_LINE_MAX / 2);
+	va_start(ap, fmt);
+	if (usher_buf_vaddf(&msg, fmt, ap) == USHER_ERR_TOOBIG)
+		usher_buf_addstr(&msg, "(message too long)");
+	va_end(ap);
+
+	if (n > FIELDS_ON_STACK)
+		kept = usher_malloc(n * sizeof(*kept));
+	for (i = 0; i < n; i++)
+		if (fields[i].type != USHER_LF_STR || fields[i].s)
+			kept[k++] = fields[i];
+	r.level = lvl;
+	r.message = usher_buf_str(&msg);
+	r.fields = kept;
+	r.nfields = k;
+	r.service = l->service;
+	r.hostname = l->hostname[0] ? l->hostname : NULL;
+
+	pthread_rwlock_rdlock(&l->out_lock);
+	if (l->out_fn)
+		l->out_fn(l->out_arg, &r);
+	else
+		write_fd(l, &r);
+	pthread_rwlock_unlock(&l->out_lock);
+	if (kept != stack)
+		free(kept);
 	usher_buf_free(&msg);
 }
 

@@ -1,7 +1,8 @@
 /* The event logger: one ECS JSON object per line (Elastic Common Schema's
  * logging format: @timestamp, log.level, message first, dotted keys), or a
  * plain text line for people. Thread-safe; each event is a single write().
- * Issue 7's sinks (file, journald, Elasticsearch) hang off this interface. */
+ * An output (lib/logship: stdout, file, journald, Elasticsearch, Logstash)
+ * can take the events instead of the fd. */
 #ifndef USHER_CORE_LOG_H
 #define USHER_CORE_LOG_H
 
@@ -43,6 +44,22 @@ struct usher_log_field {
 
 struct usher_log;
 
+/* One event as the logger hands it to its output; everything is borrowed
+ * for the duration of the call. */
+struct usher_log_record {
+	int64_t ts_ns; /* wall clock */
+	enum usher_log_level level;
+	const char *message; /* formatted */
+	const struct usher_log_field *fields;
+	size_t nfields; /* fields with a NULL string value are already left out */
+	const char *service;  /* service.name */
+	const char *hostname; /* host.hostname */
+};
+
+/* Receives every enabled event. Called on the thread that logs, possibly
+ * on several at once; it must not block for long and must not log. */
+typedef void usher_log_output_fn(void *arg, const struct usher_log_record *rec);
+
 /* A logger writing to fd (not taken: the caller keeps it open). service is
  * the service.name of every event ("usherd", "usher"). */
 struct usher_log *usher_log_new(int fd, enum usher_log_format fmt, enum usher_log_level min,
@@ -51,6 +68,12 @@ void usher_log_free(struct usher_log *l);
 void usher_log_set_level(struct usher_log *l, enum usher_log_level min);
 void usher_log_set_format(struct usher_log *l, enum usher_log_format fmt);
 bool usher_log_enabled(const struct usher_log *l, enum usher_log_level lvl);
+/* Sends every event to fn(arg, record) instead of the fd; fn NULL goes back
+ * to the fd. Once this returns, no thread is still inside the previous
+ * output, so it may be freed. */
+void usher_log_set_output(struct usher_log *l, usher_log_output_fn *fn, void *arg);
+/* The hostname events carry (host.hostname). */
+const char *usher_log_hostname(const struct usher_log *l);
 
 /* Logs one event. fields (n of them) may be NULL. Fields whose value is a
  * NULL string are left out. l may be NULL (the event goes nowhere). */
@@ -83,7 +106,8 @@ bool usher_complain(struct usher_complain *c, int64_t now_ms, uint64_t *held);
 /* True when the thing was failing, i.e. its recovery should be logged. */
 bool usher_complain_release(struct usher_complain *c);
 
-/* Appends s to a JSON string body (no quotes), escaped per RFC 8259. */
+/* Appends s to a JSON string body (no quotes), escaped per RFC 8259;
+ * bytes that are not UTF-8 become U+FFFD. */
 struct usher_buf;
 enum usher_err usher_json_escape(struct usher_buf *b, const char *s);
 

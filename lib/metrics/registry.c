@@ -28,8 +28,10 @@
 #define CHUNK_MAX      512  /* chunks double up to this many samples */
 #define LINE_MAX_STACK 1024 /* sample lines shorter than this take one copy */
 
-/* What is appended to the family name to make a sample's series name. */
+/* What is appended to the family name to make a sample's series name; the
+ * same order as enum usher_series_suffix. */
 enum suffix { SUF_NONE, SUF_BUCKET, SUF_SUM, SUF_COUNT };
+_Static_assert((int)SUF_COUNT == (int)USHER_SUFFIX_COUNT, "suffix enums must agree");
 
 static const struct {
 	const char *s;
@@ -464,6 +466,31 @@ void usher_sample_add_histogram(struct usher_sample_set *s, const struct usher_m
 	sample_put(s, desc, SUF_COUNT, common, common_len, (double)h->count);
 }
 
+const struct usher_metric_desc *usher_sample_set_desc(struct usher_sample_set *s, const char *name,
+						      enum usher_metric_type type, const char *help)
+{
+	struct usher_metric_desc *d = usher_arena_alloc(s->arena, sizeof(*d));
+
+	assert(usher_metric_name_valid(name));
+	d->name = usher_arena_strdup(s->arena, name);
+	d->type = type;
+	d->help = help ? usher_arena_strdup(s->arena, help) : NULL;
+	return d;
+}
+
+void usher_sample_add_series(struct usher_sample_set *s, const struct usher_metric_desc *desc,
+			     enum usher_series_suffix suffix, double value,
+			     const char *const *pairs)
+{
+	const char *labels;
+	uint32_t len;
+
+	assert(desc && usher_metric_name_valid(desc->name));
+	assert(suffix <= USHER_SUFFIX_COUNT);
+	labels = labels_render(s, "", 0, pairs, NULL, &len);
+	sample_put(s, desc, (enum suffix)suffix, labels, len, value);
+}
+
 void usher_histogram_observe(struct usher_histogram *h, double v)
 {
 	size_t i;
@@ -817,6 +844,7 @@ static const char *type_name(enum usher_metric_type t, enum usher_expo_format fm
 	case USHER_METRIC_GAUGE: return "gauge";
 	case USHER_METRIC_COUNTER: return "counter";
 	case USHER_METRIC_HISTOGRAM: return "histogram";
+	case USHER_METRIC_SUMMARY: return "summary";
 	case USHER_METRIC_UNTYPED: break;
 	}
 	return fmt == USHER_EXPO_OPENMETRICS ? "unknown" : "untyped";

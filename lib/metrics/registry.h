@@ -22,6 +22,7 @@ enum usher_metric_type {
 	USHER_METRIC_COUNTER,   /* name without "_total"; rendered with it */
 	USHER_METRIC_HISTOGRAM, /* rendered as _bucket / _sum / _count */
 	USHER_METRIC_UNTYPED,
+	USHER_METRIC_SUMMARY, /* quantile samples, _sum, _count (re-exposed only) */
 };
 
 /* What a metric family is. Declared `static const` next to the code that
@@ -61,6 +62,33 @@ void usher_sample_addv(struct usher_sample_set *s, const struct usher_metric_des
 
 /* A histogram with cumulative bucket counts: counts[i] is the number of
  * observations <= bounds[i]; +Inf is count. The pairs are extra labels. */
+/* Families whose names come from input (scraped targets, textfiles) cannot
+ * be declared `static const`: this makes a desc in s's arena, living as
+ * long as s. name and help are copied; help may be NULL. name must be a
+ * valid metric name (for a counter, without "_total"). */
+const struct usher_metric_desc *usher_sample_set_desc(struct usher_sample_set *s, const char *name,
+						      enum usher_metric_type type,
+						      const char *help);
+
+/* Which series of its family a sample is: histograms have _bucket, _sum
+ * and _count, summaries their quantiles (NONE), _sum and _count. Counters
+ * always get _total and take NONE. */
+enum usher_series_suffix {
+	USHER_SUFFIX_NONE,
+	USHER_SUFFIX_BUCKET,
+	USHER_SUFFIX_SUM,
+	USHER_SUFFIX_COUNT,
+};
+
+/* Adds one re-exposed sample whose labels the caller has merged itself
+ * (honor_labels): pairs (NULL-terminated name/value array, may be NULL) are
+ * its whole label set, the set's base labels are not added. A bucket's le
+ * and a quantile's quantile are ordinary pairs here. Label names must be
+ * valid (a bug otherwise) and unique (the caller's duty). */
+void usher_sample_add_series(struct usher_sample_set *s, const struct usher_metric_desc *desc,
+			     enum usher_series_suffix suffix, double value,
+			     const char *const *pairs);
+
 struct usher_histogram {
 	size_t nbuckets;
 	const double *bounds;

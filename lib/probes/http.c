@@ -1730,6 +1730,12 @@ static void collect(struct usher_http_exchange *ex, CURLcode result)
 	}
 	if (curl_easy_getinfo(e, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) == CURLE_OK)
 		r->content_length = cl;
+	{
+		char *ct = NULL;
+
+		if (curl_easy_getinfo(e, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK && ct)
+			snprintf(r->content_type, sizeof(r->content_type), "%s", ct);
+	}
 	if (curl_easy_getinfo(e, CURLINFO_FILETIME_T, &ft) == CURLE_OK && ft >= 0)
 		r->last_modified = ft;
 }
@@ -1788,7 +1794,7 @@ enum usher_err usher_http_exchange_start(struct usher_http_exchange *ex, struct 
 	ex->loop = loop;
 	ex->opts = o;
 	ex->deadline_mono_ms = deadline_mono_ms;
-	ex->keep_body = usher_http_checks_need_body(c);
+	ex->keep_body = o->keep_body || usher_http_checks_need_body(c);
 	ex->keep_head = usher_http_checks_need_headers(c);
 	ex->res.last_modified = -1;
 	usher_buf_init(&ex->res.head, HEAD_MAX);

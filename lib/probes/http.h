@@ -115,6 +115,9 @@ struct usher_http_opts {
 	uint64_t body_size_limit;
 	int ip_protocol; /* 4 or 6; 0 means 4 */
 	bool ip_protocol_fallback;
+	/* Not from YAML: set by code that reads the body itself (a scrape),
+	 * so the exchange keeps it without any assertion asking for it. */
+	bool keep_body;
 };
 
 /* The option table of struct usher_http_opts (a journey step embeds it). */
@@ -198,6 +201,7 @@ struct usher_http_result {
 	int ip_protocol;                    /* 4, 6; 0 when nothing was connected */
 	int64_t last_modified;              /* Last-Modified, unix seconds; -1 absent */
 	const char *tls_version;            /* "TLS 1.3"; NULL when the final hop was not TLS */
+	char content_type[128]; /* of the final response; "" when absent (cut if longer) */
 	bool has_cert_expiry;
 	int64_t cert_expiry; /* earliest notAfter of the certificates the server sent */
 	bool has_chain_expiry;

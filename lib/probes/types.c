@@ -2,11 +2,19 @@
  * ngx_modules[]), looked up by the name a config's `type:` gives. */
 #include <string.h>
 
+#include "probes/host.h"
 #include "probes/http.h"
+#include "probes/memcached.h"
+#include "probes/postgres.h"
 #include "probes/probe.h"
+#include "probes/redis.h"
 
 const struct usher_probe_type *const usher_probe_types[] = {
     &usher_probe_http,
+    &usher_probe_postgres,
+    &usher_probe_redis,
+    &usher_probe_memcached,
+    &usher_probe_host,
     NULL,
 };
 

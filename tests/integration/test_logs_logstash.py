@@ -1,0 +1,91 @@
+"""usherd's logstash sink against a json_lines TCP receiver: ECS lines
+arrive whole; when the receiver resets connections, usherd reconnects with
+backoff and re-sends what was not acknowledged, so every event usherd
+printed arrives (at least once; event.id makes repeats recognisable); a
+receiver that is down for a while only fills the spool."""
+
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import expect, free_port, main, start_usherd, wait_until  # noqa: E402
+from logreceivers import LinesReceiver, ecs_check, shipped_events  # noqa: E402
+
+
+def config(port, probe_port):
+    return f"""\
+logging:
+  sinks:
+    - {{type: stdout}}
+    - {{type: logstash, address: "127.0.0.1:{port}", flush_interval: 200ms, max_backoff: 1s,
+        timeout: 2s}}
+probes:
+  - {{name: closed, type: http, url: "http://127.0.0.1:{probe_port}/", interval: 300ms}}
+"""
+
+
+def setup(h):
+    return {}
+
+
+def received(rx):
+    with rx.lock:
+        lines = list(rx.lines)
+    out = []
+    for line in lines:
+        out.append(json.loads(line))  # a torn line would fail here
+    return out
+
+
+def check_reconnect_and_replay(h, ctx):
+    rx = LinesReceiver(h)
+    u = start_usherd(h, config(rx.port, free_port()), name="ls")
+    wait_until(lambda: any(e.get("event.action") == "started" for e in received(rx)), 20,
+               "the started event at the receiver")
+    for _ in range(3):
+        # the receiver aborts the connection: the sink notices, reconnects
+        # with backoff, and sends again what was not acknowledged
+        before = rx.connections
+        rx.reset_all()
+        u.reload()  # an event to send
+        wait_until(lambda: rx.connections > before, 20, "a new connection after a reset")
+        time.sleep(0.3)
+    u.reload()
+    time.sleep(0.5)
+    u.stop_checked()
+    sent = shipped_events(u.proc.stdout())
+    got = received(rx)
+    got_ids = [e.get("event.id") for e in got]
+    missing = [i for i, _, _ in sent if i not in got_ids]
+    expect(not missing, f"{len(missing)} of {len(sent)} events did not reach the receiver")
+    firsts = []
+    for i in got_ids:
+        if i not in firsts:
+            firsts.append(i)
+    order = [i for i, _, _ in sent]
+    expect(firsts == order[:len(firsts)], "events first arrived out of order")
+    ecs_check(h, got, ["listening", "started", "probe-failed", "config-reload", "stopping"])
+
+
+def check_receiver_down_then_up(h, ctx):
+    port = free_port()
+    u = start_usherd(h, config(port, free_port()), name="ls-down")
+    wait_until(lambda: (u.metrics().value("usher_log_spool_bytes", sink="logstash") or 0) > 0,
+               20, "events to wait in the spool while nothing listens")
+    wait_until(lambda: (u.metrics().value("usher_log_events_total", sink="logstash",
+                                          outcome="retried") or 0) > 0,
+               20, "retries counted while the receiver is down")
+    rx = LinesReceiver(h, port)  # the receiver comes up on that port
+    wait_until(lambda: u.metrics().value("usher_log_spool_bytes", sink="logstash") == 0,
+               30, "the spool to drain once the receiver is up")
+    u.stop_checked()
+    sent = shipped_events(u.proc.stdout())
+    got = {e.get("event.id") for e in received(rx)}
+    missing = [i for i, _, _ in sent if i not in got]
+    expect(not missing, f"{len(missing)} of {len(sent)} events lost while the receiver was down")
+
+
+if __name__ == "__main__":
+    main("logs_logstash", setup, [check_reconnect_and_replay, check_receiver_down_then_up])
