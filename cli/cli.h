@@ -12,5 +12,9 @@ enum usher_exit {
 int usher_cmd_check_config(int argc, char **argv);
 /* usher test promql FILE... (a sub-command of `usher test`). */
 int usher_cmd_test_promql(int argc, char **argv);
+/* usher test rules FILE...: promtool's rule unit tests. */
+int usher_cmd_test_rules(int argc, char **argv);
+/* usher check rules FILE...: promtool's rule file checks. */
+int usher_cmd_check_rules(int argc, char **argv);
 
 #endif

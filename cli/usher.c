@@ -14,27 +14,49 @@ struct command {
 /* `usher test KIND FILE...`: one entry per kind of test file. */
 static const struct command test_commands[] = {
 	{"promql", usher_cmd_test_promql, "run PromQL test files (Prometheus' format)"},
+	{"rules", usher_cmd_test_rules, "run rule unit test files (promtool's format)"},
 };
 
-static int cmd_test(int argc, char **argv)
+/* `usher check KIND FILE...`: one entry per kind of file to validate. */
+static const struct command check_commands[] = {
+	{"config", usher_cmd_check_config, "validate a configuration file (= check-config)"},
+	{"rules", usher_cmd_check_rules, "check Prometheus rule files (as promtool does)"},
+};
+
+/* Runs the sub-command argv[1] of group from table, or prints its usage. */
+static int dispatch(const char *group, const struct command *table, size_t n, int argc,
+		    char **argv)
 {
-	size_t i, n = sizeof(test_commands) / sizeof(test_commands[0]);
 	int help = argc >= 2 && strcmp(argv[1], "--help") == 0;
 	FILE *out = help ? stdout : stderr;
+	size_t i;
 
 	if (argc >= 2)
 		for (i = 0; i < n; i++)
-			if (strcmp(argv[1], test_commands[i].name) == 0)
-				return test_commands[i].fn(argc - 1, argv + 1);
-	fprintf(out, "usage: usher test KIND [options] FILE...\n\nkinds:\n");
+			if (strcmp(argv[1], table[i].name) == 0)
+				return table[i].fn(argc - 1, argv + 1);
+	fprintf(out, "usage: usher %s KIND [options] FILE...\n\nkinds:\n", group);
 	for (i = 0; i < n; i++)
-		fprintf(out, "  %-14s %s\n", test_commands[i].name, test_commands[i].summary);
+		fprintf(out, "  %-14s %s\n", table[i].name, table[i].summary);
 	return help ? USHER_EXIT_OK : USHER_EXIT_INVALID;
 }
 
+static int cmd_test(int argc, char **argv)
+{
+	return dispatch("test", test_commands, sizeof(test_commands) / sizeof(test_commands[0]),
+			argc, argv);
+}
+
+static int cmd_check(int argc, char **argv)
+{
+	return dispatch("check", check_commands,
+			sizeof(check_commands) / sizeof(check_commands[0]), argc, argv);
+}
+
 static const struct command commands[] = {
+	{"check", cmd_check, "validate files: usher check rules|config FILE..."},
 	{"check-config", usher_cmd_check_config, "validate a configuration file"},
-	{"test", cmd_test, "run test files: usher test promql FILE..."},
+	{"test", cmd_test, "run test files: usher test promql|rules FILE..."},
 };
 
 static void usage(FILE *out)

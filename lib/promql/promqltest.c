@@ -1154,3 +1154,22 @@ enum usher_err usher_promqltest_run_file(const char *path,
 	usher_buf_free(&b);
 	return rc;
 }
+
+bool usher_promqltest_parse_series(struct usher_arena *a, const char *line,
+				   struct usher_labels *labels,
+				   struct usher_promqltest_value **values, size_t *n,
+				   const char **why)
+{
+	struct seq vals;
+	size_t i;
+
+	if (!parse_series(a, line, labels, &vals, why))
+		return false;
+	*values = usher_arena_alloc(a, (vals.n ? vals.n : 1) * sizeof(**values));
+	for (i = 0; i < vals.n; i++) {
+		(*values)[i].v = vals.v[i].v;
+		(*values)[i].omitted = vals.v[i].omitted;
+	}
+	*n = vals.n;
+	return true;
+}

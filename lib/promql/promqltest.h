@@ -10,7 +10,9 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "core/arena.h"
 #include "core/err.h"
+#include "tsdb/labels.h"
 
 /* Evals expected to fail: "file:line reason" lines (file is the test
  * file's base name; # comments and blank lines allowed). */
@@ -43,5 +45,20 @@ enum usher_err usher_promqltest_run_file(const char *path,
 enum usher_err usher_promqltest_run_buf(const char *name, const char *buf,
 					const struct usher_promqltest_known *known, bool verbose,
 					FILE *out, struct usher_promqltest_stats *st);
+
+/* One value of the series notation: a sample, or a gap (`_`). */
+struct usher_promqltest_value {
+	double v; /* the staleness marker for `stale` */
+	bool omitted;
+};
+
+/* Parses one line of the series notation, `name{label="value", …} values`
+ * (0+10x100, 1-1x5, _, _x3, stale, Inf, NaN), as `load` blocks and
+ * promtool's input_series use it, into labels and values allocated in a.
+ * Returns false with a static reason in *why. */
+bool usher_promqltest_parse_series(struct usher_arena *a, const char *line,
+				   struct usher_labels *labels,
+				   struct usher_promqltest_value **values, size_t *n,
+				   const char **why);
 
 #endif

@@ -5,7 +5,6 @@ answering at once, PostgreSQL never sees a second connection from the probe,
 everything recovers by itself, and usherd still stops promptly while the
 server hangs."""
 
-import signal
 import sys
 import time
 from pathlib import Path
