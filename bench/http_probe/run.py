@@ -672,15 +672,16 @@ def report(results, meta):
     out.append(f"blackbox_exporter: {meta['blackbox_version']}  ")
     out.append(f"nginx: {meta['nginx_version']}  ")
     out.append(f"Window: {meta['args']['duration']} s after {meta['args']['warmup']} s warm-up; "
-               f"{meta['args']['reps']} runs per row, medians shown (range in brackets); "
+               f"{meta['args']['reps']} runs per row asked, medians over the valid ones shown "
+               "(range in brackets); "
                "a run where the exporter fell below 99 % of the probe rate or of successful "
                "probes is excluded and re-run  ")
     out.append(f"Command: `{meta['command']}`")
     out.append("")
-    out.append("| N | tool | probes/s (target N) | probe success | CPU s per 60 s | "
+    out.append("| N | tool | runs | probes/s (target N) | probe success | CPU s per 60 s | "
                "CPU % of a core | peak RSS (VmHWM) MiB | /metrics GET median ms: text / OpenMetrics+gzip | "
                "/probe response median ms |")
-    out.append("|---|---|---|---|---|---|---|---|---|")
+    out.append("|---|---|---|---|---|---|---|---|---|---|")
     ns = sorted({r["n"] for r in results})
     tools = [t for t in ("usherd", "blackbox") if any(r["tool"] == t for r in results)]
     summary = {}
@@ -709,8 +710,10 @@ def report(results, meta):
                            if tool == "usherd" else
                            f"{fmt(s['render'])} / {fmt(s['render_prom'])} (self metrics only)")
             probe_note = "n/a (probes run in-process)" if tool == "usherd" else fmt(s["probe"])
+            runs = f"{len(rs)}" + (f" (+{len(rs_all) - len(rs)} excluded)"
+                                   if len(rs) < len(rs_all) else "")
             out.append(
-                f"| {n} | {name} | {fmt(s['rate'], '.1f')} ({n}) | {fmt(100 * s['succ'], '.1f')} % | "
+                f"| {n} | {name} | {runs} | {fmt(s['rate'], '.1f')} ({n}) | {fmt(100 * s['succ'], '.1f')} % | "
                 f"{fmt(s['cpu'])} [{fmt(s['cpu_lo'])}–{fmt(s['cpu_hi'])}] | "
                 f"{fmt(100 * s['cpu'] / 60, '.1f')} | "
                 f"{fmt(s['hwm'], '.1f')} [{fmt(s['hwm_lo'], '.1f')}–{fmt(s['hwm_hi'], '.1f')}] | "
