@@ -10,12 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/arena.h"
 #include "core/mem.h"
 
 /* What the reply in progress holds so far; the reader's privdata. */
 struct budget {
 	size_t max_bytes, max_elements;
 	size_t bytes, elements;
+	struct usher_arena *arena; /* the reply's, when it is an array */
 };
 
 struct usher_resp_reader {
@@ -25,22 +27,21 @@ struct usher_resp_reader {
 
 void usher_resp_free(struct usher_resp *r)
 {
-	size_t i;
-
 	if (!r)
 		return;
-	for (i = 0; i < r->n; i++)
-		usher_resp_free(r->elem[i]);
-	free(r->elem);
-	free(r); /* the string, if any, lives in the same block */
+	/* an array's elements, and their strings, live in its arena; a
+	 * string lives in the same block as its reply */
+	usher_arena_free(r->arena);
+	free(r);
 }
 
 /* ---- hiredis' object callbacks ------------------------------------------ */
 
-/* A new object, linked into its parent array, with room for bytes of
- * string after it (one allocation per key of a SCAN reply, not two). NULL
- * (hiredis then reports out of memory, which we turn into "too big") when
- * over budget. */
+/* A new object with room for bytes of string after it, linked into its
+ * parent array. A reply's own object is malloc'd; an array reply gets an
+ * arena that holds its elements, so a SCAN reply of 1000 keys is a few
+ * blocks, not 1000 allocations. NULL (hiredis then reports out of memory,
+ * which we turn into "too big") when over budget. */
 static struct usher_resp *make(const redisReadTask *t, enum usher_resp_type type, size_t bytes)
 {
 	struct budget *b = t->privdata;
@@ -50,15 +51,19 @@ static struct usher_resp *make(const redisReadTask *t, enum usher_resp_type type
 		return NULL;
 	b->elements++;
 	b->bytes += bytes;
-	o = usher_malloc(sizeof(*o) + bytes + 1);
-	memset(o, 0, sizeof(*o));
-	o->type = type;
-	if (t->parent) {
+	if (!t->parent) {
+		o = usher_malloc(sizeof(*o) + bytes + 1);
+		memset(o, 0, sizeof(*o));
+		if (type == USHER_RESP_ARRAY)
+			o->arena = b->arena = usher_arena_new();
+	} else {
 		struct usher_resp *p = t->parent->obj;
 
+		o = usher_arena_zalloc(b->arena, sizeof(*o) + bytes + 1);
 		/* hiredis counts idx within the announced elements */
 		p->elem[t->idx] = o;
 	}
+	o->type = type;
 	return o;
 }
 
@@ -89,7 +94,7 @@ static void *create_array(const redisReadTask *t, int n)
 	if (!o)
 		return NULL;
 	/* elements are created later and counted then */
-	o->elem = usher_calloc(n ? (size_t)n : 1, sizeof(*o->elem));
+	o->elem = usher_arena_zalloc(b->arena, (n ? (size_t)n : 1) * sizeof(*o->elem));
 	o->n = (size_t)n;
 	return o;
 }
@@ -108,8 +113,8 @@ static void *create_nil(const redisReadTask *t)
 	return make(t, USHER_RESP_NIL, 0);
 }
 
-/* A reply given up on mid-way: its unparsed elements are NULL slots, which
- * usher_resp_free skips. */
+/* hiredis frees only whole replies (r->reply), also one given up on
+ * mid-way: its arena holds the elements parsed so far. */
 static void free_object(void *p)
 {
 	usher_resp_free(p);
@@ -151,6 +156,7 @@ void usher_resp_reader_reset(struct usher_resp_reader *r)
 	r->r->privdata = &r->b;
 	r->b.bytes = 0;
 	r->b.elements = 0;
+	r->b.arena = NULL; /* a partial reply's was freed with it */
 }
 
 enum usher_err usher_resp_reader_feed(struct usher_resp_reader *r, const void *buf, size_t len,
@@ -184,6 +190,7 @@ enum usher_err usher_resp_reader_next(struct usher_resp_reader *r, struct usher_
 		*out = reply;
 		r->b.bytes = 0;
 		r->b.elements = 0;
+		r->b.arena = NULL; /* the reply's now */
 	}
 	return USHER_OK;
 }

@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 
+#include "core/arena.h"
 #include "core/buf.h"
 #include "core/err.h"
 
@@ -25,11 +26,13 @@ struct usher_resp {
 	long long integer; /* INTEGER */
 	char *str;         /* STRING, STATUS, ERROR */
 	size_t len;
-	size_t n;                 /* ARRAY: number of elements */
-	struct usher_resp **elem; /* ARRAY: n replies, none NULL */
+	size_t n;                  /* ARRAY: number of elements */
+	struct usher_resp **elem;  /* ARRAY: n replies, none NULL */
+	struct usher_arena *arena; /* a whole array reply's: holds its elements */
 };
 
-/* Frees r and its elements. NULL ok. */
+/* Frees a whole reply (as usher_resp_reader_next gave it) and its
+ * elements; elements cannot be freed on their own. NULL ok. */
 void usher_resp_free(struct usher_resp *r);
 
 /* Appends the command argv[0..argc) to out in RESP; lens gives each
