@@ -89,6 +89,7 @@ struct usher_registry {
 	size_t nentries, capentries;
 	struct collector *collectors;
 	size_t ncollectors, capcollectors;
+	struct usher_registry_observer observer;
 };
 
 /* --- escaping and names ------------------------------------------------ */
@@ -527,6 +528,11 @@ void usher_registry_free(struct usher_registry *r)
 	free(r);
 }
 
+void usher_registry_set_observer(struct usher_registry *r, const struct usher_registry_observer *o)
+{
+	r->observer = *o;
+}
+
 void usher_registry_publish(struct usher_registry *r, const void *owner,
 			    struct usher_sample_set *set)
 {
@@ -537,6 +543,8 @@ void usher_registry_publish(struct usher_registry *r, const void *owner,
 		usher_registry_remove(r, owner);
 		return;
 	}
+	if (r->observer.publish)
+		r->observer.publish(r->observer.arg, owner, set);
 	pthread_mutex_lock(&r->lock);
 	for (i = 0; i < r->nentries; i++)
 		if (r->entries[i].owner == owner)
@@ -561,6 +569,9 @@ void usher_registry_remove(struct usher_registry *r, const void *owner)
 	struct usher_sample_set *old = NULL;
 	size_t i;
 
+	if (r->observer.remove)
+		r->observer.remove(r->observer.arg, owner);
+
 	pthread_mutex_lock(&r->lock);
 	for (i = 0; i < r->nentries; i++) {
 		if (r->entries[i].owner == owner) {
@@ -582,6 +593,8 @@ void usher_registry_move(struct usher_registry *r, const void *old_owner, const 
 
 	if (old_owner == new_owner)
 		return;
+	if (r->observer.move)
+		r->observer.move(r->observer.arg, old_owner, new_owner);
 	pthread_mutex_lock(&r->lock);
 	for (i = 0; i < r->nentries; i++) {
 		if (r->entries[i].owner == old_owner)

@@ -122,6 +122,20 @@ void usher_registry_remove(struct usher_registry *r, const void *owner);
  * when old_owner has published nothing. Thread-safe. */
 void usher_registry_move(struct usher_registry *r, const void *old_owner, const void *new_owner);
 
+/* An observer sees every change of the published sets, in the publishing
+ * thread, before the registry takes the set: the series store (tsdb) is
+ * fed this way. publish gets the new set (read-only; do not keep it),
+ * remove a NULL set, move the two owners. Calls for one owner come from
+ * one producer at a time, but different owners may publish concurrently.
+ * Set once, before any publish. */
+struct usher_registry_observer {
+	void (*publish)(void *arg, const void *owner, const struct usher_sample_set *set);
+	void (*remove)(void *arg, const void *owner);
+	void (*move)(void *arg, const void *old_owner, const void *new_owner);
+	void *arg;
+};
+void usher_registry_set_observer(struct usher_registry *r, const struct usher_registry_observer *o);
+
 /* A collector is called at every render to produce a fresh set (process
  * metrics, build info). It returns a set the renderer frees, or NULL. It
  * runs outside the registry lock, possibly in two renders at once, so it

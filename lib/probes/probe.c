@@ -18,6 +18,18 @@ void usher_probe_fail(struct usher_probe_run *run, const char *reason, const cha
 	va_end(ap);
 }
 
+void usher_probe_trace(struct usher_probe_run *run, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!run->trace)
+		return;
+	va_start(ap, fmt);
+	usher_buf_vaddf(run->trace, fmt, ap);
+	va_end(ap);
+	usher_buf_addc(run->trace, '\n');
+}
+
 void usher_probe_run_done(struct usher_probe_run *run)
 {
 	if (run->on_done)

@@ -14,6 +14,7 @@
 
 #include "config/config.h"
 #include "core/arena.h"
+#include "core/buf.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "metrics/registry.h"
@@ -52,6 +53,11 @@ struct usher_probe_run {
 	const char *failure_reason;       /* one of USHER_FAIL_*, first wins */
 	struct usher_error err;           /* why, for the log; never a secret */
 	void *type_data;                  /* the type's state for this run */
+	/* When set (usher diag, --verbose runs), the type writes a
+	 * human-readable account of what it did, one line per step: request
+	 * lines, status, timings, extracted values with secrets masked. NULL
+	 * in the daemon's scheduled runs: tracing costs nothing then. */
+	struct usher_buf *trace;
 	/* set by the scheduler: called by usher_probe_run_done */
 	void (*on_done)(struct usher_probe_run *run);
 	void *owner;
@@ -102,6 +108,9 @@ struct usher_probe_type {
 /* Marks run failed with reason (first wins) and a message for the log. */
 void usher_probe_fail(struct usher_probe_run *run, const char *reason, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* Appends one line (a newline is added) to run->trace when tracing. */
+void usher_probe_trace(struct usher_probe_run *run, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 /* Tells the scheduler an asynchronous run has ended. */
 void usher_probe_run_done(struct usher_probe_run *run);
 
