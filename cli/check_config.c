@@ -2,19 +2,21 @@
  * file:line:col: message. */
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "config/config.h"
 #include "logship/sink.h"
 #include "probes/probe.h"
+#include "rules/rulefile.h"
 
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: usher check-config [--reference] FILE...\n"
 		     "\n"
-		     "Checks each configuration file and prints every problem as\n"
-		     "file:line:col: message.\n"
+		     "Checks each configuration file, and the rule files it names\n"
+		     "(rule_files), and prints every problem as file:line:col: message.\n"
 		     "\n"
 		     "  --reference   print every configuration key with its type, default\n"
 		     "                and meaning, and exit\n"
@@ -72,8 +74,26 @@ int usher_cmd_check_config(int argc, char **argv)
 			usher_diags_print(&diags, stderr);
 			status = USHER_EXIT_INVALID;
 		} else {
-			printf("%s: valid: %zu probe%s\n", argv[i], cfg->nprobes,
-			       cfg->nprobes == 1 ? "" : "s");
+			struct usher_rulefile **files;
+			size_t nfiles = 0, k, rules = 0;
+			char dir[4096];
+
+			usher_config_dir(cfg, dir, sizeof(dir));
+			if (usher_rulefiles_load_globs(cfg->path, dir, cfg->rule_files.v,
+						       cfg->rule_files.n, &files, &nfiles,
+						       &diags) != USHER_OK) {
+				usher_diags_print(&diags, stderr);
+				status = USHER_EXIT_INVALID;
+			} else {
+				for (k = 0; k < nfiles; k++) {
+					rules += usher_rulefile_count_rules(files[k]);
+					usher_rulefile_free(files[k]);
+				}
+				free(files);
+				printf("%s: valid: %zu probe%s, %zu rule file%s with %zu rule%s\n",
+				       argv[i], cfg->nprobes, cfg->nprobes == 1 ? "" : "s", nfiles,
+				       nfiles == 1 ? "" : "s", rules, rules == 1 ? "" : "s");
+			}
 			usher_config_free(cfg);
 		}
 		usher_diags_free(&diags);

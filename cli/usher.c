@@ -54,8 +54,15 @@ static int cmd_check(int argc, char **argv)
 }
 
 static const struct command commands[] = {
+	{"alerts", usher_cmd_alerts, "list the alerts usherd holds (amtool alert query)"},
+	{"silence", usher_cmd_silence, "add, list, expire silences: usher silence add|list|expire"},
+	{"backup", usher_cmd_backup, "encrypted backups: postgres, redis, list, verify, expire"},
 	{"check", cmd_check, "validate files: usher check rules|config FILE..."},
 	{"check-config", usher_cmd_check_config, "validate a configuration file"},
+	{"diag", usher_cmd_diag, "run every probe now: what is wrong, where to look"},
+	{"dr", usher_cmd_dr, "disaster recovery: usher dr drill restores the newest backup"},
+	{"incident", usher_cmd_incident, "incidents: list, show, ack, note, resolve, report"},
+	{"restore", usher_cmd_restore, "restore a backup into a database or a file"},
 	{"test", cmd_test, "run test files: usher test promql|rules FILE..."},
 };
 
@@ -67,7 +74,8 @@ static void usage(FILE *out)
 	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(out, "  %-14s %s\n", commands[i].name, commands[i].summary);
 	fprintf(out, "\nRun 'usher COMMAND --help' for a command's options.\n"
-		     "\nexit status: 0 success, 1 failure, 2 invalid configuration or usage\n");
+		     "\nexit status: 0 success, 1 failure, 2 invalid configuration or usage,\n"
+		     "3 backup: another backup of the target is running\n");
 }
 
 int main(int argc, char **argv)

@@ -68,6 +68,8 @@ wait_for "$api/health" 15 || { cat "$tmp/booking-api.log" >&2; exit 1; }
 
 usher_port=$(pick_port 9469)
 sed "s/127\.0\.0\.1:8089/127.0.0.1:$api_port/g" examples/demo.yml >"$tmp/usher.yml"
+# the pack (alerts/, rules/): its alerts evaluate against the demo's probes
+printf 'rule_files: ["%s/alerts/*.yml", "%s/rules/*.yml"]\n' "$PWD" "$PWD" >>"$tmp/usher.yml"
 mkdir -p "$tmp/state"
 "$usherd" --config "$tmp/usher.yml" --listen "127.0.0.1:$usher_port" \
   --state-dir "$tmp/state" --log-format text &

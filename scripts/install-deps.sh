@@ -10,10 +10,12 @@ build="build-essential cmake pkg-config git ca-certificates
   zlib1g-dev libpcre2-dev libgnutls28-dev"
 test="libcmocka-dev nginx-light openssl curl prometheus procps
   systemd clang libclang-rt-14-dev python3 apache2-utils
-  postgresql redis-server redis-tools memcached"
+  postgresql redis-server redis-tools memcached prometheus-alertmanager
+  python3-aiosmtpd python3-yaml"
 demo="python3 curl"
 bench="prometheus-blackbox-exporter prometheus-postgres-exporter
-  prometheus-redis-exporter nginx-light libcurl4-openssl-dev python3 linux-perf"
+  prometheus-redis-exporter nginx-light libcurl4-openssl-dev python3 linux-perf
+  zstd"
 
 want="$build"
 case "${1:-all}" in

@@ -273,34 +273,43 @@ static bool gzip_accepted(const char *ae)
 
 /* Compresses in into a malloc'd gzip member (windowBits 31). Speed over
  * size: exposition text compresses well even at level 1, and a scrape
- * should not wait on level 6. */
+ * should not wait on level 6. The output starts at an eighth of the input
+ * (exposition text shrinks 10-20 times) and doubles when that is not
+ * enough, rather than reserving deflateBound, which is more than the input.
+ * Only bodies of one piece come here; bigger ones are gzipped streaming. */
 static bool gzip_compress(const char *in, size_t len, char **out, size_t *out_len)
 {
 	z_stream z;
 	unsigned char *buf;
-	uLong bound;
-	bool ok = false;
+	size_t cap = len / 8 + 4096;
+	int zrc;
 
 	memset(&z, 0, sizeof(z));
 	if (len > UINT32_MAX / 2)
 		return false;
 	if (deflateInit2(&z, Z_BEST_SPEED, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY) != Z_OK)
 		return false;
-	bound = deflateBound(&z, (uLong)len);
-	buf = usher_malloc(bound);
+	buf = usher_malloc(cap);
 	z.next_in = (Bytef *)(uintptr_t)in;
 	z.avail_in = (uInt)len;
 	z.next_out = buf;
-	z.avail_out = (uInt)bound;
-	if (deflate(&z, Z_FINISH) == Z_STREAM_END) {
-		*out = (char *)buf;
-		*out_len = z.total_out;
-		ok = true;
-	} else {
-		free(buf);
+	z.avail_out = (uInt)cap;
+	while ((zrc = deflate(&z, Z_FINISH)) == Z_OK || (zrc == Z_BUF_ERROR && !z.avail_out)) {
+		if (z.avail_out)
+			continue;
+		buf = usher_realloc(buf, cap * 2);
+		z.next_out = buf + cap;
+		z.avail_out = (uInt)cap;
+		cap *= 2;
 	}
 	deflateEnd(&z);
-	return ok;
+	if (zrc != Z_STREAM_END) {
+		free(buf);
+		return false;
+	}
+	*out = (char *)buf;
+	*out_len = z.total_out;
+	return true;
 }
 
 /* --- request metrics ----------------------------------------------------- */
@@ -447,6 +456,101 @@ static enum MHD_Result refuse(struct usher_httpd *h, struct MHD_Connection *conn
 
 /* --- /metrics ------------------------------------------------------------ */
 
+/* A /metrics body that fits in one piece is rendered whole and sent with a
+ * Content-Length, as before. A bigger one (a thousand probes make 3 MiB) is
+ * streamed: rendered a piece at a time as the client takes it, gzipped on
+ * the way when asked, so usherd never holds the whole text (nor a gzip copy
+ * of it) — with a thousand probes that was 3.5 MiB at every scrape's peak,
+ * twice that for two scrapes at once. The render holds its reference on
+ * every set until the response ends (docs/internals/metrics.md). */
+#define METRICS_PIECE (64 * 1024) /* text rendered at a time */
+#define METRICS_BLOCK (32 * 1024) /* what MHD asks for at a time */
+
+struct metrics_stream {
+	struct usher_httpd *h;
+	struct handler_stats *stats; /* recorded when the response ends */
+	int64_t start_ns;
+	struct usher_render *render;
+	struct usher_buf text; /* rendered, from off not yet sent or compressed */
+	size_t off;
+	bool rendered; /* the render has nothing more */
+	bool gzip;
+	bool z_done;
+	z_stream z;
+};
+
+static void metrics_stream_free(void *cls)
+{
+	struct metrics_stream *ms = cls;
+
+	if (ms->stats)
+		stats_record(ms->h, ms->stats, MHD_HTTP_OK,
+			     (double)(usher_mono_ns() - ms->start_ns) / 1e9);
+	usher_render_free(ms->render);
+	if (ms->gzip)
+		deflateEnd(&ms->z);
+	usher_buf_free(&ms->text);
+	free(ms);
+}
+
+static ssize_t metrics_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct metrics_stream *ms = cls;
+
+	(void)pos;
+	if (max > UINT32_MAX / 2)
+		max = UINT32_MAX / 2;
+	for (;;) {
+		size_t left, produced;
+		int zrc;
+
+		if (ms->off == ms->text.len && !ms->rendered) {
+			enum usher_err rc;
+
+			usher_buf_reset(&ms->text);
+			ms->off = 0;
+			rc = usher_render_next(ms->render, &ms->text, METRICS_PIECE, &ms->rendered);
+			if (rc) {
+				/* the status line is sent: all we can do is cut it short */
+				usher_log_error(ms->h->log, "cannot render /metrics: %s; response cut short",
+						usher_strerror(rc));
+				return MHD_CONTENT_READER_END_WITH_ERROR;
+			}
+		}
+		left = ms->text.len - ms->off;
+		if (!ms->gzip) {
+			if (!left) {
+				if (ms->rendered)
+					return MHD_CONTENT_READER_END_OF_STREAM;
+				continue;
+			}
+			if (left > max)
+				left = max;
+			memcpy(buf, usher_buf_str(&ms->text) + ms->off, left);
+			ms->off += left;
+			return (ssize_t)left;
+		}
+		if (ms->z_done)
+			return MHD_CONTENT_READER_END_OF_STREAM;
+		ms->z.next_in = (Bytef *)(uintptr_t)(usher_buf_str(&ms->text) + ms->off);
+		ms->z.avail_in = (uInt)left;
+		ms->z.next_out = (Bytef *)buf;
+		ms->z.avail_out = (uInt)max;
+		zrc = deflate(&ms->z, ms->rendered ? Z_FINISH : Z_NO_FLUSH);
+		ms->off += left - ms->z.avail_in;
+		produced = max - ms->z.avail_out;
+		if (zrc == Z_STREAM_END)
+			ms->z_done = true;
+		else if (zrc != Z_OK && zrc != Z_BUF_ERROR)
+			return MHD_CONTENT_READER_END_WITH_ERROR;
+		if (produced)
+			return (ssize_t)produced;
+		if (ms->z_done)
+			return MHD_CONTENT_READER_END_OF_STREAM;
+		/* deflate kept everything: give it more text */
+	}
+}
+
 static enum MHD_Result serve_metrics(struct usher_httpd *h, struct MHD_Connection *conn,
 				     struct request *rq)
 {
@@ -455,31 +559,56 @@ static enum MHD_Result serve_metrics(struct usher_httpd *h, struct MHD_Connectio
 	const char *ae =
 	    MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT_ENCODING);
 	enum usher_expo_format fmt = usher_expo_negotiate(accept);
+	struct usher_render *render;
 	struct MHD_Response *resp;
 	struct usher_buf b;
 	enum usher_err rc;
 	char *gz = NULL;
 	size_t gz_len = 0;
-	bool gzipped = false;
+	bool gzip = gzip_accepted(ae), gzipped = false, done = false;
 
 	stats_publish(h);
+	render = usher_registry_render_begin(h->reg, fmt);
 	usher_buf_init(&b, USHER_HTTP_METRICS_MAX);
-	rc = usher_registry_render(h->reg, fmt, &b);
+	rc = usher_render_next(render, &b, METRICS_PIECE, &done);
 	if (rc) {
+		usher_render_free(render);
 		usher_buf_free(&b);
 		usher_log_error(h->log, "cannot render /metrics: %s", usher_strerror(rc));
 		return send_text(h, conn, rq, MHD_HTTP_INTERNAL_SERVER_ERROR,
 				 "error rendering metrics\n");
 	}
-	if (gzip_accepted(ae) && gzip_compress(usher_buf_str(&b), b.len, &gz, &gz_len)) {
-		usher_buf_free(&b);
-		resp = MHD_create_response_from_buffer(gz_len, gz, MHD_RESPMEM_MUST_FREE);
-		gzipped = true;
-	} else {
-		size_t len = b.len;
+	if (!done) {
+		struct metrics_stream *ms = usher_calloc(1, sizeof(*ms));
 
-		resp =
-		    MHD_create_response_from_buffer(len, usher_buf_take(&b), MHD_RESPMEM_MUST_FREE);
+		ms->h = h;
+		ms->render = render;
+		ms->text = b;
+		ms->gzip = gzip && deflateInit2(&ms->z, Z_BEST_SPEED, Z_DEFLATED, 31, 8,
+						Z_DEFAULT_STRATEGY) == Z_OK;
+		gzipped = ms->gzip;
+		resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, METRICS_BLOCK,
+							 metrics_stream_read, ms, metrics_stream_free);
+		if (!resp) {
+			metrics_stream_free(ms);
+		} else if (rq->stats) {
+			/* the request's duration is the whole response's */
+			ms->stats = rq->stats;
+			ms->start_ns = rq->start_ns;
+			rq->stats = NULL;
+		}
+	} else {
+		usher_render_free(render);
+		if (gzip && gzip_compress(usher_buf_str(&b), b.len, &gz, &gz_len)) {
+			usher_buf_free(&b);
+			resp = MHD_create_response_from_buffer(gz_len, gz, MHD_RESPMEM_MUST_FREE);
+			gzipped = true;
+		} else {
+			size_t len = b.len;
+
+			resp = MHD_create_response_from_buffer(len, usher_buf_take(&b),
+							       MHD_RESPMEM_MUST_FREE);
+		}
 	}
 	if (resp) {
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
@@ -502,6 +631,29 @@ const char *usher_http_request_arg(const struct usher_http_request *req, const c
 					  NULL) != MHD_YES)
 		return NULL;
 	return v ? v : "";
+}
+
+struct arg_visit {
+	usher_http_arg_fn *fn;
+	void *arg;
+};
+
+static enum MHD_Result visit_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+				 const char *value)
+{
+	struct arg_visit *v = cls;
+
+	(void)kind;
+	v->fn(v->arg, key, value ? value : "");
+	return MHD_YES;
+}
+
+void usher_http_request_foreach_arg(const struct usher_http_request *req, usher_http_arg_fn *fn,
+				    void *arg)
+{
+	struct arg_visit v = {fn, arg};
+
+	MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, visit_arg, &v);
 }
 
 const char *usher_http_request_header(const struct usher_http_request *req, const char *name)

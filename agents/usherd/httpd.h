@@ -34,6 +34,11 @@ struct usher_http_request {
 /* The value of query argument name ("?silenced=true"), NULL when absent;
  * "" for a bare "?flag". */
 const char *usher_http_request_arg(const struct usher_http_request *req, const char *name);
+/* Calls fn for every query argument in order, repeated ones included
+ * ("match[]=a&match[]=b"); values are decoded, "" for a bare flag. */
+typedef void usher_http_arg_fn(void *arg, const char *name, const char *value);
+void usher_http_request_foreach_arg(const struct usher_http_request *req, usher_http_arg_fn *fn,
+				    void *arg);
 /* The value of request header name (case-insensitive), or NULL. */
 const char *usher_http_request_header(const struct usher_http_request *req, const char *name);
 

@@ -3,6 +3,7 @@
  * systemd watchdog. */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/timeutil.h"
+#include "api_incidents.h"
 #include "httpd.h"
 #include "logship/logship.h"
 #include "metrics/process.h"
@@ -22,6 +24,10 @@
 #include "notify.h"
 #include "probes/loop.h"
 #include "probes/scheduler.h"
+#include "alerting.h"
+#include "api_v1.h"
+#include "ruleeng.h"
+#include "store/store.h"
 #include "usher_version.h"
 
 enum { EXIT_RUNTIME = 1, EXIT_CONFIG = 2 };
@@ -39,6 +45,12 @@ struct usherd {
 	struct usher_loop *loop;
 	struct usher_sched *sched;
 	struct usher_httpd *httpd;
+	struct usher_incidents *incidents; /* notify/incident.h: on_flush, the API */
+	struct usher_store *store;      /* state_dir/usher.db */
+	struct usherd_rules *rules;     /* series store + rule evaluation */
+	struct usherd_api_v1 *api_v1;   /* Prometheus' query API */
+	struct usherd_alerting *alerting; /* routing, silences, API v2 (alerting.h) */
+	pthread_mutex_t cfg_lock;       /* cfg's pointer, for HTTP threads */
 	int sigfd;
 	bool reload_ok;
 	double reload_ok_time;
@@ -123,6 +135,64 @@ static struct usher_config *load(struct usherd *d)
 	return cfg;
 }
 
+/* Loads the rule files of cfg; logs every problem. */
+static struct usherd_rules_plan *load_rules(struct usherd *d, const struct usher_config *cfg)
+{
+	struct usherd_rules_plan *plan = NULL;
+	struct usher_diags diags;
+	size_t i;
+
+	usher_diags_init(&diags);
+	if (usherd_rules_prepare(d->rules, cfg, &plan, &diags) != USHER_OK) {
+		for (i = 0; i < diags.n; i++) {
+			const struct usher_diag *g = &diags.v[i];
+			char line[1024];
+			struct usher_log_field f[] = {
+				USHER_LFS("event.action", "rules-invalid"),
+				USHER_LFS("file.path", g->file),
+				USHER_LFI("usher.config.line", g->line),
+				USHER_LFI("usher.config.column", g->col),
+			};
+			usher_log_event(d->log, USHER_LOG_ERROR, f, 4, "%s",
+					usher_diags_first(&(struct usher_diags){.v = diags.v + i, .n = 1},
+							  line, sizeof(line)));
+		}
+	}
+	usher_diags_free(&diags);
+	return plan;
+}
+
+/* The rule engine's alerts, to the alerting pipeline (on the rules' thread). */
+static void send_alerts(void *arg, const json_t *alerts)
+{
+	struct usherd *d = arg;
+
+	usherd_alerting_put_json(d->alerting, alerts);
+}
+
+/* The config in force, referenced, for the HTTP threads (/api/v1/targets). */
+static struct usher_config *current_config(void *arg)
+{
+	struct usherd *d = arg;
+	struct usher_config *c;
+
+	pthread_mutex_lock(&d->cfg_lock);
+	c = d->cfg ? usher_config_ref(d->cfg) : NULL;
+	pthread_mutex_unlock(&d->cfg_lock);
+	return c;
+}
+
+/* Every module's routes; called after each (re)start of the server, since
+ * a new server starts with none. */
+static void register_routes(struct usherd *d)
+{
+	usherd_api_v1_free(d->api_v1);
+	d->api_v1 = usherd_api_v1_register(d->httpd, d->rules, current_config, d);
+	usherd_api_incidents_register(d->httpd, d->incidents);
+	if (d->alerting) /* a restarted server: API v2 again */
+		usherd_api_v2_register(d->httpd, d->alerting);
+}
+
 static void apply_logging(struct usherd *d, const struct usher_config *cfg)
 {
 	enum usher_log_level lvl = USHER_LOG_INFO;
@@ -205,11 +275,15 @@ static void listen_url(const struct usher_config *cfg, int port, char *out, size
 static enum usher_err start_httpd(struct usherd *d, const struct usher_config *cfg,
 				  struct usher_error *err)
 {
-	enum usher_err rc = usher_httpd_start(&cfg->server, d->reg, d->log, &d->httpd, err);
+	return usher_httpd_start(&cfg->server, d->reg, d->log, &d->httpd, err);
+}
+
+/* Says where usherd listens: logged once every route is in place, so a
+ * client that waits for this event finds the whole API. */
+static void log_listening(struct usherd *d, const struct usher_config *cfg)
+{
 	char url[512];
 
-	if (rc)
-		return rc;
 	listen_url(cfg, usher_httpd_port(d->httpd), url, sizeof(url));
 	{
 		struct usher_log_field f[] = {
@@ -219,12 +293,12 @@ static enum usher_err start_httpd(struct usherd *d, const struct usher_config *c
 		};
 		usher_log_event(d->log, USHER_LOG_INFO, f, 3, "listening on %s", url);
 	}
-	return USHER_OK;
 }
 
 static void reload(struct usherd *d)
 {
 	struct usher_logship_plan *logs = NULL;
+	struct usherd_rules_plan *rules = NULL;
 	struct usher_config *cfg;
 	struct usher_error err;
 	bool restart_server;
@@ -241,6 +315,12 @@ static void reload(struct usherd *d)
 	rc = ensure_state_dir(cfg->state_dir, &err);
 	if (rc)
 		goto out;
+	rules = load_rules(d, cfg);
+	if (!rules) {
+		rc = USHER_ERR_INVALID;
+		usher_fail(&err, rc, "rule files of %s are invalid", d->config_path);
+		goto out;
+	}
 	rc = usher_logship_prepare(d->logship, cfg, &logs, &err);
 	if (rc)
 		goto out;
@@ -263,17 +343,29 @@ static void reload(struct usherd *d)
 				exit(EXIT_RUNTIME);
 			}
 			usher_sched_apply(d->sched, d->cfg, &err2);
+			register_routes(d);
+			log_listening(d, d->cfg);
 			goto out;
 		}
+		register_routes(d);
+		log_listening(d, cfg);
 	}
 	usher_httpd_set_ready(d->httpd, true);
 	apply_logging(d, cfg);
 	usher_logship_commit(d->logship, logs);
 	logs = NULL;
+	usherd_rules_commit(d->rules, rules, cfg);
+	rules = NULL;
+	usherd_alerting_reload(d->alerting, cfg, &err);
+	if (usher_incidents_reconfigure(d->incidents, cfg, &err))
+		usher_log_warn(d->log, "%s", err.msg);
+	pthread_mutex_lock(&d->cfg_lock);
 	usher_config_free(d->cfg);
 	d->cfg = cfg;
+	pthread_mutex_unlock(&d->cfg_lock);
 	cfg = NULL;
 out:
+	usherd_rules_plan_free(rules);
 	usher_logship_plan_free(logs);
 	usher_config_free(cfg);
 	d->reload_ok = rc == USHER_OK;
@@ -370,7 +462,8 @@ int main(int argc, char **argv)
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
-	struct usherd d = {.sigfd = -1};
+	struct usherd d = {.sigfd = -1, .cfg_lock = PTHREAD_MUTEX_INITIALIZER};
+	struct usherd_rules_plan *rules_plan = NULL;
 	struct usher_error err;
 	bool check_only = false;
 	sigset_t mask;
@@ -412,6 +505,18 @@ int main(int argc, char **argv)
 			usher_diags_free(&diags);
 			return EXIT_CONFIG;
 		}
+		{
+			struct usherd_rules_plan *plan = NULL;
+
+			if (usherd_rules_prepare(NULL, cfg, &plan, &diags)) {
+				usher_diags_print(&diags, stderr);
+				usher_diags_free(&diags);
+				usher_config_free(cfg);
+				return EXIT_CONFIG;
+			}
+			usherd_rules_plan_free(plan);
+		}
+		usher_diags_free(&diags);
 		printf("%s: valid: %zu probes\n", d.config_path, cfg->nprobes);
 		usher_config_free(cfg);
 		return 0;
@@ -462,6 +567,27 @@ int main(int argc, char **argv)
 	d.reg = usher_registry_new();
 	usher_process_collector_register(d.reg);
 	usher_logship_register_metrics(d.logship, d.reg);
+	if (usher_store_open(d.cfg->state_dir, &d.store, &err)) {
+		usher_log_error(d.log, "%s", err.msg);
+		status = EXIT_RUNTIME;
+		goto out;
+	}
+	if (usher_incidents_new(&d.cfg->incidents, d.cfg->state_dir, d.store, d.reg, d.log,
+				&d.incidents, &err)) {
+		usher_log_error(d.log, "cannot open the incident store: %s", err.msg);
+		status = EXIT_RUNTIME;
+		goto out;
+	}
+	usher_incidents_reconfigure(d.incidents, d.cfg, &err);
+	d.rules = usherd_rules_new(d.cfg, d.reg, d.store, d.log);
+	rules_plan = load_rules(&d, d.cfg);
+	if (!rules_plan) {
+		fprintf(stderr, "usherd: the rule files of %s are invalid; not starting "
+				"(see usher check rules)\n",
+			d.config_path);
+		status = EXIT_CONFIG;
+		goto out;
+	}
 	d.loop = usher_loop_new();
 	d.sched = usher_sched_new(d.loop, d.reg, d.log);
 	if (usher_sched_apply(d.sched, d.cfg, &err)) {
@@ -474,6 +600,18 @@ int main(int argc, char **argv)
 		status = EXIT_RUNTIME;
 		goto out;
 	}
+	register_routes(&d);
+	if (usherd_alerting_new(d.cfg, d.store, d.log, d.reg, d.httpd, &d.alerting, &err)) {
+		usher_log_error(d.log, "cannot start alerting: %s", err.msg);
+		status = EXIT_RUNTIME;
+		goto out;
+	}
+	usherd_alerting_set_observer(d.alerting, usherd_incidents_observe, d.incidents);
+	log_listening(&d, d.cfg);
+	/* rules start once their alerts have somewhere to go */
+	usherd_rules_set_alert_sink(d.rules, send_alerts, &d);
+	usherd_rules_commit(d.rules, rules_plan, d.cfg);
+	rules_plan = NULL;
 	d.reload_ok = true;
 	d.reload_ok_time = (double)usher_now_ms() / 1000.0;
 	publish_self(&d);
@@ -490,9 +628,16 @@ int main(int argc, char **argv)
 		usher_log_event(d.log, USHER_LOG_INFO, f, 1, "usherd stopped");
 	}
 out:
+	usherd_rules_plan_free(rules_plan);
 	usher_httpd_free(d.httpd);
+	usherd_api_v1_free(d.api_v1);
+	usherd_rules_stop(d.rules); /* it sends to alerting */
+	usherd_alerting_free(d.alerting); /* after the server, before the store */
 	usher_sched_free(d.sched);
 	usher_loop_free(d.loop);
+	usherd_rules_free(d.rules); /* before the registry it observes */
+	usher_incidents_free(d.incidents); /* after the server: nothing renders its metrics now */
+	usher_store_close(d.store);
 	if (d.logship) {
 		/* a second for the network sinks; what is left waits in their spools */
 		usher_logship_drain(d.logship, 1000);

@@ -51,6 +51,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -165,6 +166,34 @@ def proc_status(pid):
             if k in ("VmHWM", "VmRSS", "RssAnon", "RssFile", "Threads"):
                 out[k] = int(v.split()[0])
     return out  # VmHWM/VmRSS in KiB
+
+
+class AnonPeak:
+    """Samples RssAnon (private, anonymous memory: heap, stacks, private
+    mappings; no shared-library pages) of pid every 200 ms in a thread and
+    keeps the highest. /proc has a high-water mark for the whole RSS only
+    (VmHWM, which also counts the file-backed pages of shared libraries), so
+    this is the anonymous part's peak as far as 200 ms sampling sees it."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.peak_kib = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stop.is_set():
+            try:
+                self.peak_kib = max(self.peak_kib, proc_status(self.pid).get("RssAnon", 0))
+            except OSError:
+                return
+            self.stop.wait(0.2)
+
+    def finish(self):
+        self.stop.set()
+        self.thread.join(5)
+        return self.peak_kib / 1024
 
 
 def machine_busy_s():
@@ -481,6 +510,7 @@ def run_one(args, procs, driver, work, tool, n, nginx_port, nginx_proc, rep):
     window = args.duration
     res = {"tool": tool, "n": n, "rep": rep}
     p, port, urls, check = start_tool(args, procs, tool, n, nginx_port, rdir, res)
+    anon = AnonPeak(p.pid)
     render_budget = 2 * (args.render_samples * 0.1 + 3)
     d, drv_out = start_driver(procs, driver, rdir, urls, check,
                               args.warmup + window + render_budget)
@@ -533,6 +563,7 @@ def run_one(args, procs, driver, work, tool, n, nginx_port, nginx_proc, rep):
     res["render_plain"] = render_times(driver, rdir, mu, args.render_samples, "plain", False)
     res["render_prom"] = render_times(driver, rdir, mu, args.render_samples, "prom", True)
     res["hwm_after_render_mib"] = proc_status(p.pid)["VmHWM"] / 1024
+    res["anon_peak_mib"] = anon.finish()
 
     # the driver ends by itself; then stop the exporter
     try:
@@ -679,9 +710,11 @@ def report(results, meta):
     out.append(f"Command: `{meta['command']}`")
     out.append("")
     out.append("| N | tool | runs | probes/s (target N) | probe success | CPU s per 60 s | "
-               "CPU % of a core | peak RSS (VmHWM) MiB | /metrics GET median ms: text / OpenMetrics+gzip | "
+               "CPU % of a core | peak RSS (VmHWM) MiB | peak RssAnon MiB | "
+               "VmHWM after the /metrics GETs MiB | "
+               "/metrics GET median ms: text / OpenMetrics+gzip | "
                "/probe response median ms |")
-    out.append("|---|---|---|---|---|---|---|---|---|---|")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
     ns = sorted({r["n"] for r in results})
     tools = [t for t in ("usherd", "blackbox") if any(r["tool"] == t for r in results)]
     summary = {}
@@ -693,11 +726,15 @@ def report(results, meta):
             rs = [r for r in rs_all if is_valid(r)] or rs_all
             cpu = [r["cpu_s_per_60s"] for r in rs]
             hwm = [r["hwm_mib"] for r in rs]
+            anon = [r["anon_peak_mib"] for r in rs if r.get("anon_peak_mib")]
             s = {
                 "rate": med(r["rate"] for r in rs),
                 "succ": med(r["success_ratio"] for r in rs),
                 "cpu": med(cpu), "cpu_lo": min(cpu), "cpu_hi": max(cpu),
                 "hwm": med(hwm), "hwm_lo": min(hwm), "hwm_hi": max(hwm),
+                "anon": med(anon) if anon else None,
+                "anon_lo": min(anon) if anon else None, "anon_hi": max(anon) if anon else None,
+                "hwm_render": med(r.get("hwm_after_render_mib") for r in rs),
                 "render": med(r["render_plain"]["median_ms"] for r in rs),
                 "render_prom": med(r["render_prom"]["median_ms"] for r in rs),
                 "render_bytes": med(r["render_plain"]["bytes"] for r in rs),
@@ -717,22 +754,27 @@ def report(results, meta):
                 f"{fmt(s['cpu'])} [{fmt(s['cpu_lo'])}–{fmt(s['cpu_hi'])}] | "
                 f"{fmt(100 * s['cpu'] / 60, '.1f')} | "
                 f"{fmt(s['hwm'], '.1f')} [{fmt(s['hwm_lo'], '.1f')}–{fmt(s['hwm_hi'], '.1f')}] | "
+                f"{fmt(s['anon'], '.1f')} [{fmt(s['anon_lo'], '.1f')}–{fmt(s['anon_hi'], '.1f')}] | "
+                f"{fmt(s['hwm_render'], '.1f')} | "
                 f"{render_note} | {probe_note} |")
     if "usherd" in tools and "blackbox" in tools:
         out.append("")
         out.append("| N | usherd / blackbox CPU | CPU target ≤ 0.25 | "
-                   "usherd / blackbox peak RSS | RSS target ≤ 0.25 |")
-        out.append("|---|---|---|---|---|")
+                   "usherd / blackbox peak RSS | RSS target ≤ 0.25 | "
+                   "usherd / blackbox peak RssAnon | same, ≤ 0.25 |")
+        out.append("|---|---|---|---|---|---|---|")
         for n in ns:
             u, b = summary.get((n, "usherd")), summary.get((n, "blackbox"))
             if not u or not b:
                 continue
             rc = u["cpu"] / b["cpu"] if b["cpu"] else None
             rm = u["hwm"] / b["hwm"] if b["hwm"] else None
+            ra = u["anon"] / b["anon"] if u["anon"] and b["anon"] else None
 
             def verdict(x):
                 return "n/a" if x is None else ("met" if x <= 0.25 else "**not met**")
-            out.append(f"| {n} | {fmt(rc, '.3f')} | {verdict(rc)} | {fmt(rm, '.3f')} | {verdict(rm)} |")
+            out.append(f"| {n} | {fmt(rc, '.3f')} | {verdict(rc)} | {fmt(rm, '.3f')} | {verdict(rm)} | "
+                       f"{fmt(ra, '.3f')} | {verdict(ra)} |")
     out.append("")
     out.append("Per run (CPU s in the window; 'machine' = all CPUs' busy time from /proc/stat "
                f"over the same window, out of {meta['machine']['nproc']} x window, to spot "

@@ -8,8 +8,10 @@ import random
 import re
 import signal
 import sys
+import socket
 import threading
 import time
+import urllib.parse
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -21,6 +23,9 @@ EVENTS = [
     {"id": 3, "name": "Cup Final", "venue": "City Stadium", "starts_at": "2030-07-20T15:00:00Z"},
 ]
 ROWS, SEATS_PER_ROW = "ABCD", 10
+# upper bounds of booking_http_request_duration_seconds; the pack's latency
+# SLOs (rules/booking-slo.yml) count requests under 0.25, 0.5 and 1 s
+LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
 
 class Store:
@@ -34,6 +39,7 @@ class Store:
         self.holds = {}   # hold_id -> {event_id, seat, expires_at (epoch), state}
         self.orders = {}  # order_id -> {hold_id, event_id, seat}
         self.requests = {}  # (method, route, code) -> count, for /metrics
+        self.latency = {}  # (method, route) -> [count per LATENCY_BUCKETS bound..., sum, count]
 
     def expire_holds(self, now):
         """Releases seats whose holds ran out. Caller holds the lock."""
@@ -77,7 +83,9 @@ class Store:
                 self.seats[hold["event_id"]][hold["seat"]] = "free"
             return 204, None
 
-    def checkout(self, hold_id):
+    def checkout(self, hold_id, dry_run=False):
+        """Sells the held seat; with dry_run (a synthetic journey's checkout)
+        only checks that it could, leaving the hold as it is."""
         with self.lock:
             self.expire_holds(time.time())
             hold = self.holds.get(hold_id)
@@ -85,6 +93,9 @@ class Store:
                 return 404, {"error": "no such hold"}
             if hold["state"] != "active":
                 return 409, {"error": f"hold is {hold['state']}"}
+            if dry_run:
+                return 200, {"dry_run": True, "hold_id": hold_id, "event_id": hold["event_id"],
+                             "seat": hold["seat"], "payable": True}
             hold["state"] = "checked_out"
             self.seats[hold["event_id"]][hold["seat"]] = "sold"
             order_id = uuid.uuid4().hex
@@ -102,6 +113,10 @@ class Handler(BaseHTTPRequestHandler):
 
     server_version = f"booking-api/{VERSION}"
     protocol_version = "HTTP/1.1"
+    # headers and body go out in separate writes: without TCP_NODELAY the
+    # body waits for the client's delayed ACK (40 ms on Linux) on a
+    # keep-alive connection
+    disable_nagle_algorithm = True
 
     ROUTES = [  # method, pattern, handler name, route label for metrics
         ("GET", r"/health", "get_health", "/health"),
@@ -114,6 +129,8 @@ class Handler(BaseHTTPRequestHandler):
         ("DELETE", r"/api/holds/([0-9a-f]+)", "delete_hold", "/api/holds/{id}"),
         ("POST", r"/api/checkout", "post_checkout", "/api/checkout"),
         ("PUT", r"/admin/fail-rate", "put_fail_rate", "/admin/fail-rate"),
+        ("PUT", r"/admin/faults", "put_fault", "/admin/faults"),
+        ("DELETE", r"/admin/faults", "delete_faults", "/admin/faults"),
     ]
 
     @property
@@ -133,15 +150,26 @@ class Handler(BaseHTTPRequestHandler):
         self.dispatch("PUT")
 
     def dispatch(self, method):
-        path = self.path.split("?", 1)[0]
+        self.started = time.monotonic()
+        path, _, query = self.path.partition("?")
+        self.query = urllib.parse.parse_qs(query)
         found = [(m, re.fullmatch(p, path), name, route) for m, p, name, route in self.ROUTES]
         found = [f for f in found if f[1]]
+        if not found or not [f for f in found if f[0] == method]:
+            # read what the client sent, or it would be taken for the next
+            # request on a keep-alive connection
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
         if not found:
             return self.reply(404, {"error": f"no route for {path}"}, "other")
         mine = [f for f in found if f[0] == method]
         if not mine:
             return self.reply(405, {"error": f"{method} not allowed on {path}"}, found[0][3])
         _, match, name, route = mine[0]
+        fault = self.server.faults.get(route) if not route.startswith("/admin/") else None
+        if fault and self.inject(fault, route):
+            return
         if self.server.delay:
             time.sleep(self.server.delay)
         if route not in ("/metrics", "/admin/fail-rate") and random.random() < self.server.fail_rate:
@@ -162,6 +190,13 @@ class Handler(BaseHTTPRequestHandler):
         with self.store.lock:
             key = (self.command, route, code)
             self.store.requests[key] = self.store.requests.get(key, 0) + 1
+            took = time.monotonic() - getattr(self, "started", time.monotonic())
+            hist = self.store.latency.setdefault((self.command, route),
+                                                 [0] * (len(LATENCY_BUCKETS) + 2))
+            for i, bound in enumerate(LATENCY_BUCKETS):
+                hist[i] += took <= bound
+            hist[-2] += took
+            hist[-1] += 1
         if isinstance(body, str):
             data, ctype = body.encode(), "text/plain; version=0.0.4; charset=utf-8"
         else:
@@ -174,6 +209,48 @@ class Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(data)
 
+    def inject(self, fault, route):
+        """Misbehaves as fault says (see put_fault). Returns True when the
+        request has been answered (or dropped) and nothing else should run."""
+        kind = fault["fault"]
+        if kind == "delay":
+            time.sleep(fault["seconds"])
+            return False
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        if kind == "status":
+            self.reply(fault["status"], {"error": "injected fault"}, route)
+            return True
+        self.close_connection = True
+        try:
+            if kind == "huge_body":
+                # a valid JSON document of fault["bytes"] bytes, streamed
+                size = fault["bytes"]
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(size))
+                self.end_headers()
+                chunk, sent = b" " * 65536, 2
+                self.wfile.write(b"[")
+                while sent < size:
+                    n = min(len(chunk), size - sent)
+                    self.wfile.write(chunk[:n])
+                    sent += n
+                self.wfile.write(b"]")
+            elif kind == "drop":
+                # announce a body, send a piece of it, and hang up
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "4096")
+                self.end_headers()
+                self.wfile.write(b'{"order_id": "')
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # the client gave up first: that is the point of the fault
+        return True
+
     # ---- handlers: each returns (status, body) ----
 
     def get_health(self):
@@ -181,9 +258,12 @@ class Handler(BaseHTTPRequestHandler):
                      "checks": {"database": "ok", "cache": "ok"}}
 
     def get_events(self):
+        """All events, or with ?q= those whose name or venue contains it (any case)."""
+        q = (self.query.get("q") or [""])[0].lower()
         with self.store.lock:
             self.store.expire_holds(time.time())
-            return 200, {"events": [self.store.event_summary(e) for e in EVENTS]}
+            return 200, {"events": [self.store.event_summary(e) for e in EVENTS
+                                    if q in e["name"].lower() or q in e["venue"].lower()]}
 
     def get_event(self, event_id):
         event = next((e for e in EVENTS if e["id"] == int(event_id)), None)
@@ -221,7 +301,7 @@ class Handler(BaseHTTPRequestHandler):
         body = self.read_json()
         if not body or not isinstance(body.get("hold_id"), str):
             return 400, {"error": 'want {"hold_id": "<id>"}'}
-        return self.store.checkout(body["hold_id"])
+        return self.store.checkout(body["hold_id"], dry_run=body.get("dry_run") is True)
 
     def put_fail_rate(self):
         body = self.read_json()
@@ -230,6 +310,33 @@ class Handler(BaseHTTPRequestHandler):
             return 400, {"error": 'want {"fail_rate": <0..1>}'}
         self.server.fail_rate = float(rate)
         return 200, {"fail_rate": self.server.fail_rate}
+
+    def put_fault(self):
+        """Makes one route misbehave until DELETE /admin/faults, for tests and
+        demos: {"route": "/api/checkout", "fault": "status", "status": 500},
+        {"fault": "delay", "seconds": 5}, {"fault": "huge_body", "bytes": N}
+        or {"fault": "drop"} (hang up in the middle of the body)."""
+        body = self.read_json() or {}
+        routes = {r for _, _, _, r in self.ROUTES}
+        kind, route = body.get("fault"), body.get("route")
+        fault = {"fault": kind}
+        if route not in routes or route.startswith("/admin/"):
+            return 400, {"error": f"route must be one of {sorted(r for r in routes if not r.startswith('/admin/'))}"}
+        if kind == "status" and isinstance(body.get("status"), int) and 100 <= body["status"] <= 599:
+            fault["status"] = body["status"]
+        elif kind == "delay" and isinstance(body.get("seconds"), (int, float)) and body["seconds"] >= 0:
+            fault["seconds"] = float(body["seconds"])
+        elif kind == "huge_body" and isinstance(body.get("bytes"), int) and body["bytes"] >= 2:
+            fault["bytes"] = body["bytes"]
+        elif kind != "drop":
+            return 400, {"error": 'want {"route": R, "fault": "status", "status": N} | "delay" with '
+                                  '"seconds" | "huge_body" with "bytes" | "drop"'}
+        self.server.faults[route] = fault
+        return 200, {"faults": self.server.faults}
+
+    def delete_faults(self):
+        self.server.faults.clear()
+        return 204, None
 
     def get_metrics(self):
         """The service's own metrics, as a booking service would expose them."""
@@ -245,6 +352,15 @@ class Handler(BaseHTTPRequestHandler):
                       "# TYPE booking_holds_active gauge", f"booking_holds_active {active}",
                       "# HELP booking_orders_total Orders checked out.",
                       "# TYPE booking_orders_total counter", f"booking_orders_total {len(self.store.orders)}"]
+            lines += ["# HELP booking_http_request_duration_seconds Time to answer HTTP requests.",
+                      "# TYPE booking_http_request_duration_seconds histogram"]
+            for (method, route), hist in sorted(self.store.latency.items()):
+                labels = f'method="{method}",route="{route}"'
+                for bound, n in zip(LATENCY_BUCKETS, hist):
+                    lines.append(f'booking_http_request_duration_seconds_bucket{{{labels},le="{bound}"}} {n}')
+                lines += [f'booking_http_request_duration_seconds_bucket{{{labels},le="+Inf"}} {hist[-1]}',
+                          f"booking_http_request_duration_seconds_sum{{{labels}}} {hist[-2]:.6f}",
+                          f"booking_http_request_duration_seconds_count{{{labels}}} {hist[-1]}"]
         return 200, "\n".join(lines) + "\n"
 
     def log_message(self, fmt, *args):
@@ -276,6 +392,7 @@ def main(argv=None):
     httpd.daemon_threads = True
     httpd.store = Store(args.hold_ttl)
     httpd.fail_rate, httpd.delay, httpd.verbose = args.fail_rate, args.delay, args.verbose
+    httpd.faults = {}  # route -> fault, set by PUT /admin/faults
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=httpd.shutdown).start())
     host, port = httpd.server_address[:2]
     print(f"booking API listening on http://{host}:{port}/", flush=True)

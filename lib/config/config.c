@@ -15,6 +15,7 @@
 #include "core/timeutil.h"
 #include "logship/sink.h"
 #include "metrics/registry.h"
+#include "notify/alertingconf.h"
 #include "probes/probe.h"
 #include "probes/scrape.h"
 #include "probes/textfile.h"
@@ -35,6 +36,19 @@ static const struct usher_option global_options[] = {
 	USHER_OPT_END,
 };
 
+static const struct usher_option storage_options[] = {
+	{"retention", USHER_OPT_DURATION, offsetof(struct usher_storage_conf, retention_ms), "2h",
+	 USHER_OPT_POSITIVE, "how long samples are kept in memory for rules and queries"},
+	{"max_series", USHER_OPT_INT, offsetof(struct usher_storage_conf, max_series), "1000000",
+	 USHER_OPT_POSITIVE, "hard limit on series held; new series past it are refused and counted"},
+	{"query_timeout", USHER_OPT_DURATION, offsetof(struct usher_storage_conf, query_timeout_ms),
+	 "2m", USHER_OPT_POSITIVE, "a query running longer fails (Prometheus' query.timeout)"},
+	{"query_max_samples", USHER_OPT_INT,
+	 offsetof(struct usher_storage_conf, query_max_samples), "50000000", USHER_OPT_POSITIVE,
+	 "samples one query may load (Prometheus' query.max-samples)"},
+	USHER_OPT_END,
+};
+
 static const struct usher_option server_tls_options[] = {
 	{"cert_file", USHER_OPT_STR, offsetof(struct usher_server_tls_conf, cert_file), NULL, 0,
 	 "PEM certificate (chain) served on the listen address"},
@@ -48,6 +62,8 @@ static const struct usher_option server_tls_options[] = {
 static const struct usher_option server_options[] = {
 	{"listen", USHER_OPT_STR, offsetof(struct usher_server_conf, listen), USHER_DEFAULT_LISTEN, 0,
 	 "host:port for /metrics and the API (\":9469\" for all interfaces)"},
+	{"external_url", USHER_OPT_STR, offsetof(struct usher_server_conf, external_url), NULL, 0,
+	 "the URL people reach usherd at (alerts' generatorURL); default http://LISTEN"},
 	{"tls", USHER_OPT_SECTION, offsetof(struct usher_server_conf, tls), NULL, 0,
 	 "serve HTTPS instead of HTTP", server_tls_options},
 	{"basic_auth_users", USHER_OPT_SECRETMAP, offsetof(struct usher_server_conf, basic_auth_users),
@@ -130,6 +146,21 @@ const struct usher_option usher_config_options[] = {
 	 "directory of *.prom files re-exposed every global.scrape_interval "
 	 "(node_exporter's textfile collector)",
 	 NULL, 0, usher_textfile_parse_dir},
+	{"rule_files", USHER_OPT_STRLIST, offsetof(struct usher_config, rule_files), NULL, 0,
+	 "Prometheus rule files (globs, relative to this file) evaluated every "
+	 "global.evaluation_interval"},
+	{"storage", USHER_OPT_SECTION, offsetof(struct usher_config, storage), NULL, 0,
+	 "the in-memory series store", storage_options},
+	{"incidents", USHER_OPT_CUSTOM, offsetof(struct usher_config, incidents), NULL, 0,
+	 "where incidents are kept, and when a resolved one reopens (docs/incidents.md)",
+	 usher_incidents_options, 0, usher_incidents_parse},
+	{"alerting", USHER_OPT_CUSTOM, offsetof(struct usher_config, alerting), NULL, 0,
+	 "routing, grouping, silencing of alerts: alertmanager.yml's shape (docs/alerting.md)",
+	 usher_alerting_options, 0, usher_alerting_parse},
+	/* after probes: targets name probes */
+	{"backup", USHER_OPT_CUSTOM, offsetof(struct usher_config, backup), NULL, 0,
+	 "backups, restores and DR drills (docs/backup.md)", usher_backup_options, 0,
+	 usher_backup_parse_conf},
 	USHER_OPT_END,
 };
 
@@ -169,6 +200,18 @@ struct usher_probe_conf *usher_config_add_probe(struct usher_cfgctx *ctx)
 	}
 	memset(&cfg->probes[cfg->nprobes], 0, sizeof(cfg->probes[0]));
 	return &cfg->probes[cfg->nprobes++];
+}
+
+void usher_config_dir(const struct usher_config *cfg, char *out, size_t len)
+{
+	const char *slash = cfg->path ? strrchr(cfg->path, '/') : NULL;
+
+	if (!slash)
+		snprintf(out, len, ".");
+	else if (slash == cfg->path)
+		snprintf(out, len, "/");
+	else
+		snprintf(out, len, "%.*s", (int)(slash - cfg->path), cfg->path);
 }
 
 int64_t usher_config_default_timeout(const struct usher_config *cfg, int64_t interval_ms)
@@ -437,6 +480,7 @@ void usher_config_free(struct usher_config *c)
 {
 	if (!c || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) > 0)
 		return;
+	usher_alerting_conf_release(c->alerting); /* its templates' library */
 	usher_arena_free(c->arena);
 	free(c);
 }

@@ -7,8 +7,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "backup/conf.h"
 #include "config/options.h"
 #include "core/arena.h"
+#include "notify/incident.h"
 
 #define USHER_DEFAULT_LISTEN "127.0.0.1:9469"
 #define USHER_DEFAULT_STATE_DIR "/var/lib/usher"
@@ -28,8 +30,17 @@ struct usher_server_tls_conf {
 
 struct usher_server_conf {
 	const char *listen;
+	const char *external_url; /* how people reach usherd: links in alerts */
 	struct usher_server_tls_conf tls;
 	struct usher_strmap basic_auth_users; /* user -> bcrypt hash */
+};
+
+/* storage: the in-memory series store and the query engine's limits. */
+struct usher_storage_conf {
+	int64_t retention_ms;
+	int64_t max_series;
+	int64_t query_timeout_ms;
+	int64_t query_max_samples;
 };
 
 struct usher_logging_conf {
@@ -67,6 +78,8 @@ struct usher_probe_conf {
 	int line, col;              /* where the entry starts */
 };
 
+struct usher_alerting_conf;
+
 struct usher_config {
 	int refs; /* usher_config_ref / usher_config_free */
 	const char *path;
@@ -82,6 +95,11 @@ struct usher_config {
 	size_t probes_cap;                /* room in probes (usher_config_add_probe) */
 	struct usher_list scrape_configs; /* of struct usher_scrape_conf (probes/scrape.h) */
 	const char *textfile_dir;         /* NULL when not set */
+	struct usher_backup_conf backup;  /* backup: (backup/conf.h); .present when set */
+	struct usher_strlist rule_files;  /* globs, relative to the config file's directory */
+	struct usher_storage_conf storage;
+	struct usher_incidents_conf incidents; /* notify/incident.h; zeroed: the defaults */
+	struct usher_alerting_conf *alerting; /* notify/alertingconf.h; NULL when absent */
 };
 
 /* Loads and validates path. On success *out is a config the caller frees
@@ -114,6 +132,10 @@ enum usher_err usher_config_check_labels(struct usher_cfgctx *ctx, const struct 
 /* The timeout a probe gets when its config sets none: global.scrape_timeout,
  * but less than interval_ms (by a tenth), so runs end before the next one. */
 int64_t usher_config_default_timeout(const struct usher_config *cfg, int64_t interval_ms);
+
+/* The directory of the config file (for paths relative to it, such as
+ * rule_files): "." when the path has none. */
+void usher_config_dir(const struct usher_config *cfg, char *out, size_t len);
 
 /* The top-level table, for the docs and `usher check-config --reference`. */
 extern const struct usher_option usher_config_options[];

@@ -1,4 +1,7 @@
-/* Region allocator: a chain of blocks, bump allocation inside each. */
+/* Region allocator: a chain of blocks, bump allocation inside each. The
+ * first block is made by the first allocation, not by usher_arena_new, so
+ * an arena that is never used (a probe type that needs no scratch, one of
+ * a thousand idle probes) costs only its header. */
 #include "core/arena.h"
 
 #include <stdint.h>
@@ -18,7 +21,7 @@ struct block {
 };
 
 struct usher_arena {
-	struct block *head; /* the block being filled; older ones follow */
+	struct block *head; /* the block being filled, older ones follow; NULL until the first allocation */
 	size_t used;
 };
 
@@ -36,7 +39,7 @@ struct usher_arena *usher_arena_new(void)
 {
 	struct usher_arena *a = usher_malloc(sizeof(*a));
 
-	a->head = block_new(BLOCK_SIZE);
+	a->head = NULL;
 	a->used = 0;
 	return a;
 }
@@ -58,6 +61,8 @@ void usher_arena_reset(struct usher_arena *a)
 {
 	struct block *b = a->head, *next;
 
+	if (!b)
+		return;
 	/* keep the oldest (last) block, which was the first one made */
 	while (b->next) {
 		next = b->next;
@@ -72,13 +77,16 @@ void usher_arena_reset(struct usher_arena *a)
 void *usher_arena_alloc(struct usher_arena *a, size_t n)
 {
 	struct block *b = a->head;
-	size_t off = (b->used + 15) & ~(size_t)15;
+	size_t off;
 	void *p;
 
 	if (n > SIZE_MAX / 2) {
 		fprintf(stderr, "usher: arena allocation of %zu bytes\n", n);
 		abort();
 	}
+	if (!b)
+		b = a->head = block_new(BLOCK_SIZE);
+	off = (b->used + 15) & ~(size_t)15;
 	if (off + n > b->size) {
 		size_t size = n > BLOCK_SIZE / 4 ? n : BLOCK_SIZE;
 

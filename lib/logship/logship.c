@@ -2,6 +2,7 @@
  * sinks, reloads, SIGUSR1 reopening and the usher_log_* metrics. */
 #include "logship/logship.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -34,6 +35,7 @@ struct instance {
 struct usher_logship_plan {
 	struct instance *v;
 	size_t n;
+	char *base; /* state_dir/logship, where spools live */
 	struct usher_arena *arena; /* the static labels */
 	struct usher_log_field *extra;
 	size_t nextra;
@@ -51,6 +53,12 @@ struct usher_logship {
 	/* counters by sink name, kept for the life of the logship */
 	struct usher_log_sink_stats **stats;
 	size_t nstats;
+	/* spools left by sinks no longer configured (renamed or removed) */
+	struct orphan {
+		char *name;
+		uint64_t bytes;
+	} *orphans;
+	size_t norphans;
 };
 
 static const struct usher_metric_desc desc_events = {
@@ -62,6 +70,10 @@ static const struct usher_metric_desc desc_dropped = {
 static const struct usher_metric_desc desc_spool = {
     "usher_log_spool_bytes", USHER_METRIC_GAUGE,
     "Bytes of log events in a sink's disk spool, not yet acknowledged"};
+
+static const struct usher_metric_desc desc_orphaned = {
+    "usher_log_spool_orphaned_bytes", USHER_METRIC_GAUGE,
+    "Bytes of undelivered log events in the spool of a sink that is no longer configured"};
 
 static const char *const drop_names[USHER_DROP_NREASONS] = {"queue_full", "spool_full",
 							    "spool_error", "corrupt"};
@@ -168,6 +180,7 @@ void usher_logship_plan_free(struct usher_logship_plan *plan)
 		free(plan->v[i].name);
 	}
 	free(plan->v);
+	free(plan->base);
 	usher_arena_free(plan->arena);
 	free(plan);
 }
@@ -208,6 +221,7 @@ enum usher_err usher_logship_prepare(struct usher_logship *ls, const struct ushe
 		pthread_mutex_unlock(&ls->lock);
 	}
 	plan->arena = usher_arena_new();
+	plan->base = usher_strdup(base);
 	if (ext->n) {
 		plan->extra = usher_arena_zalloc(plan->arena, ext->n * sizeof(*plan->extra));
 		for (i = 0; i < ext->n; i++)
@@ -260,6 +274,88 @@ out:
 	return USHER_OK;
 }
 
+/* The bytes of the regular files in dir (a spool). */
+static uint64_t dir_bytes(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	uint64_t total = 0;
+
+	if (!d)
+		return 0;
+	while ((e = readdir(d))) {
+		char path[4096];
+		struct stat sb;
+
+		if (e->d_name[0] == '.')
+			continue;
+		if (snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= (int)sizeof(path))
+			continue;
+		if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode))
+			total += (uint64_t)sb.st_size;
+	}
+	closedir(d);
+	return total;
+}
+
+/* Spools in plan->base that no sink of plan owns: a sink renamed or
+ * removed with events still undelivered. They are kept (the events are
+ * not ours to throw away) and reported: a warning naming the directory
+ * and a gauge, so the data is not forgotten silently. */
+static void find_orphans(struct usher_logship *ls, const struct usher_logship_plan *plan)
+{
+	struct orphan *found = NULL;
+	size_t nfound = 0, i;
+	struct dirent *e;
+	DIR *d;
+
+	if (!plan->base || !(d = opendir(plan->base)))
+		return;
+	while ((e = readdir(d))) {
+		char dir[4096];
+		struct stat sb;
+		uint64_t bytes;
+		bool owned = false;
+
+		if (e->d_name[0] == '.')
+			continue;
+		for (i = 0; i < plan->n && !owned; i++)
+			owned = strcmp(plan->v[i].name, e->d_name) == 0;
+		if (owned ||
+		    snprintf(dir, sizeof(dir), "%s/%s", plan->base, e->d_name) >= (int)sizeof(dir) ||
+		    stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+			continue;
+		bytes = dir_bytes(dir);
+		if (!bytes)
+			continue;
+		found = usher_realloc(found, (nfound + 1) * sizeof(*found));
+		found[nfound].name = usher_strdup(e->d_name);
+		found[nfound].bytes = bytes;
+		nfound++;
+		{
+			struct usher_log_field f[] = {
+			    USHER_LFS("event.action", "log-spool-orphaned"),
+			    USHER_LFS("usher.log.sink", e->d_name),
+			    USHER_LFS("file.directory", dir),
+			    USHER_LFI("file.size", (int64_t)bytes),
+			};
+			usher_log_event(ls->log, USHER_LOG_WARN, f, sizeof(f) / sizeof(f[0]),
+					"the spool of log sink %s (%llu bytes of undelivered events) "
+					"belongs to no configured sink: name a sink %s again to deliver "
+					"them, or delete %s",
+					e->d_name, (unsigned long long)bytes, e->d_name, dir);
+		}
+	}
+	closedir(d);
+	pthread_mutex_lock(&ls->lock);
+	for (i = 0; i < ls->norphans; i++)
+		free(ls->orphans[i].name);
+	free(ls->orphans);
+	ls->orphans = found;
+	ls->norphans = nfound;
+	pthread_mutex_unlock(&ls->lock);
+}
+
 void usher_logship_commit(struct usher_logship *ls, struct usher_logship_plan *plan)
 {
 	struct usher_logship_plan *old;
@@ -306,6 +402,7 @@ void usher_logship_commit(struct usher_logship *ls, struct usher_logship_plan *p
 			i--;
 		}
 	}
+	find_orphans(ls, plan);
 }
 
 void usher_logship_emit(void *arg, const struct usher_log_record *r)
@@ -414,6 +511,9 @@ static struct usher_sample_set *collect(void *arg)
 		usher_sample_add(set, &desc_spool, (double)atomic_load(&s->spool_bytes), "sink",
 				 name, NULL);
 	}
+	for (i = 0; i < ls->norphans; i++)
+		usher_sample_add(set, &desc_orphaned, (double)ls->orphans[i].bytes, "sink",
+				 ls->orphans[i].name, NULL);
 	pthread_mutex_unlock(&ls->lock);
 	return set;
 }
@@ -458,6 +558,9 @@ void usher_logship_free(struct usher_logship *ls)
 	for (i = 0; i < ls->nstats; i++)
 		free(ls->stats[i]);
 	free(ls->stats);
+	for (i = 0; i < ls->norphans; i++)
+		free(ls->orphans[i].name);
+	free(ls->orphans);
 	usher_buf_free(&ls->ecs);
 	usher_buf_free(&ls->text);
 	pthread_mutex_destroy(&ls->lock);

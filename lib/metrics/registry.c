@@ -60,11 +60,13 @@ struct chunk {
 	struct sample s[];
 };
 
-/* Invariant: everything hangs off arena; refs counts the holders (the
+/* Invariant: everything hangs off arena, or, once compacted at publish
+ * (arena NULL), off the set's own allocation; refs counts the holders (the
  * producer until it publishes, then the registry and renders in flight). */
 struct usher_sample_set {
 	struct usher_arena *arena;
 	atomic_uint refs;
+	bool own_descs; /* some descs live in the arena (usher_sample_set_desc) */
 	const char *base; /* escaped base labels, "" when none */
 	size_t base_len;
 	struct chunk *head, *tail;
@@ -408,7 +410,7 @@ void usher_sample_set_free(struct usher_sample_set *s)
 		return;
 	if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
 		return;
-	usher_arena_free(s->arena);
+	usher_arena_free(s->arena); /* NULL for a compacted set: one allocation */
 	free(s);
 }
 
@@ -473,6 +475,7 @@ const struct usher_metric_desc *usher_sample_set_desc(struct usher_sample_set *s
 	struct usher_metric_desc *d = usher_arena_alloc(s->arena, sizeof(*d));
 
 	assert(usher_metric_name_valid(name));
+	s->own_descs = true;
 	d->name = usher_arena_strdup(s->arena, name);
 	d->type = type;
 	d->help = help ? usher_arena_strdup(s->arena, help) : NULL;
@@ -504,6 +507,185 @@ void usher_histogram_observe(struct usher_histogram *h, double v)
 	h->sum += v;
 }
 
+/* --- reading a set back (the series store) ------------------------------ */
+
+#define VISIT_MAX_PAIRS 64
+
+/* Unescapes the rendered pairs `a="x",b="y\\n"` of one sample into buf,
+ * filling pairs; returns false when they do not fit. */
+static bool labels_parse(const char *p, size_t len, char *buf, size_t cap, const char **pairs,
+			 size_t maxpairs)
+{
+	const char *end = p + len;
+	size_t o = 0, n = 0;
+
+	while (p < end) {
+		if (n + 3 > maxpairs)
+			return false;
+		pairs[n++] = buf + o;
+		while (p < end && *p != '=') {
+			if (o + 1 >= cap)
+				return false;
+			buf[o++] = *p++;
+		}
+		buf[o++] = '\0';
+		if (end - p < 2 || p[1] != '"')
+			return false;
+		p += 2;
+		pairs[n++] = buf + o;
+		while (p < end && *p != '"') {
+			char c = *p++;
+
+			if (c == '\\' && p < end) {
+				c = *p++;
+				if (c == 'n')
+					c = '\n';
+			}
+			if (o + 1 >= cap)
+				return false;
+			buf[o++] = c;
+		}
+		if (o >= cap)
+			return false;
+		buf[o++] = '\0';
+		p++; /* the closing quote */
+		if (p < end && *p == ',')
+			p++;
+	}
+	pairs[n] = NULL;
+	return true;
+}
+
+void usher_sample_set_foreach(const struct usher_sample_set *s, usher_sample_visit_fn *fn,
+			      void *arg)
+{
+	const struct chunk *c;
+	const char *pairs[2 * VISIT_MAX_PAIRS + 1];
+	char name[256], stackbuf[2048];
+	size_t i;
+
+	for (c = s->head; c; c = c->next) {
+		for (i = 0; i < c->n; i++) {
+			const struct sample *sm = &c->s[i];
+			const char *suffix = sm->desc->type == USHER_METRIC_COUNTER
+						     ? "_total"
+						     : suffixes[sm->suffix].s;
+			char *buf = stackbuf;
+			size_t cap = sizeof(stackbuf);
+			bool ok;
+
+			if ((size_t)snprintf(name, sizeof(name), "%s%s", sm->desc->name, suffix) >=
+			    sizeof(name))
+				continue;
+			if (sm->labels_len >= cap) {
+				cap = (size_t)sm->labels_len + 1;
+				buf = usher_malloc(cap);
+			}
+			ok = labels_parse(sm->labels, sm->labels_len, buf, cap, pairs,
+					  2 * VISIT_MAX_PAIRS + 1);
+			if (ok)
+				fn(arg, name, pairs, sm->value);
+			if (buf != stackbuf)
+				free(buf);
+		}
+	}
+}
+
+/* --- compaction at publish --------------------------------------------- */
+
+/* A published set lives until its producer's next run replaces it, a
+ * thousand of them at once with a thousand probes, while the arena it was
+ * built in has slack: a 4 KiB first block and a second one a histogram
+ * spilled into, ~8 KiB for a ~3 KiB HTTP probe set. compact() copies a set
+ * into one allocation of exactly its size: the set, one chunk holding every
+ * sample, then the label and value texts (labels shared by consecutive
+ * samples, like a histogram's _sum and _count, stay shared). Sets with
+ * descs in their arena (re-exposed scrapes) keep their arena: they are big,
+ * so their slack is small in proportion. Returns the set to publish. */
+#define COMPACT_MAX_SAMPLES 4096
+
+static size_t align8(size_t n)
+{
+	return (n + 7) & ~(size_t)7;
+}
+
+static struct usher_sample_set *compact(struct usher_sample_set *s)
+{
+	const struct chunk *c;
+	const char *prev_src = NULL;
+	struct usher_sample_set *t;
+	struct chunk *tc;
+	size_t head, bytes, i;
+	char *p;
+
+	if (s->own_descs || !s->arena || s->count > COMPACT_MAX_SAMPLES ||
+	    atomic_load_explicit(&s->refs, memory_order_acquire) != 1)
+		return s;
+	head = align8(sizeof(*t)) + (s->count ? sizeof(*tc) + s->count * sizeof(tc->s[0]) : 0);
+	bytes = head + (s->base_len ? s->base_len + 1 : 0);
+	for (c = s->head; c; c = c->next) {
+		for (i = 0; i < c->n; i++) {
+			const struct sample *sm = &c->s[i];
+
+			if (sm->labels_len && sm->labels != s->base && sm->labels != prev_src)
+				bytes += sm->labels_len + 1;
+			prev_src = sm->labels;
+			bytes += sm->text_len + 1u;
+		}
+	}
+	t = usher_malloc(bytes);
+	memset(t, 0, sizeof(*t));
+	atomic_init(&t->refs, 1);
+	t->count = s->count;
+	p = (char *)t + head;
+	t->base = "";
+	t->base_len = s->base_len;
+	if (s->base_len) {
+		memcpy(p, s->base, s->base_len + 1);
+		t->base = p;
+		p += s->base_len + 1;
+	}
+	if (s->count) {
+		const char *prev_dst = NULL;
+
+		tc = (struct chunk *)((char *)t + align8(sizeof(*t)));
+		tc->next = NULL;
+		tc->n = tc->cap = s->count;
+		t->head = t->tail = tc;
+		prev_src = NULL;
+		for (c = s->head, i = 0; c; c = c->next) {
+			size_t j;
+
+			for (j = 0; j < c->n; j++, i++) {
+				const struct sample *sm = &c->s[j];
+				struct sample *d = &tc->s[i];
+
+				*d = *sm;
+				if (!sm->labels_len) {
+					d->labels = "";
+				} else if (sm->labels == s->base) {
+					d->labels = t->base;
+				} else if (sm->labels == prev_src) {
+					d->labels = prev_dst;
+				} else {
+					memcpy(p, sm->labels, sm->labels_len + 1u);
+					d->labels = p;
+					p += sm->labels_len + 1u;
+				}
+				prev_src = sm->labels;
+				prev_dst = d->labels;
+				memcpy(p, sm->text, sm->text_len);
+				p[sm->text_len] = '\0';
+				d->text = p;
+				p += sm->text_len + 1u;
+			}
+		}
+	}
+	assert((size_t)(p - (char *)t) == bytes);
+	usher_sample_set_free(s);
+	return t;
+}
+
 /* --- the registry -------------------------------------------------------- */
 
 struct usher_registry *usher_registry_new(void)
@@ -533,6 +715,31 @@ void usher_registry_set_observer(struct usher_registry *r, const struct usher_re
 	r->observer = *o;
 }
 
+void usher_registry_observe_collectors(struct usher_registry *r)
+{
+	struct collector *list;
+	size_t n, i;
+
+	if (!r->observer.publish)
+		return;
+	pthread_mutex_lock(&r->lock);
+	n = r->ncollectors;
+	list = n ? usher_malloc(n * sizeof(*list)) : NULL;
+	if (n)
+		memcpy(list, r->collectors, n * sizeof(*list));
+	pthread_mutex_unlock(&r->lock);
+	for (i = 0; i < n; i++) {
+		struct usher_sample_set *set = list[i].fn(list[i].arg);
+
+		if (set) {
+			/* the owner: an opaque key per collector, never dereferenced */
+			r->observer.publish(r->observer.arg, (const void *)(uintptr_t)(1 + i), set);
+			usher_sample_set_free(set);
+		}
+	}
+	free(list);
+}
+
 void usher_registry_publish(struct usher_registry *r, const void *owner,
 			    struct usher_sample_set *set)
 {
@@ -545,6 +752,7 @@ void usher_registry_publish(struct usher_registry *r, const void *owner,
 	}
 	if (r->observer.publish)
 		r->observer.publish(r->observer.arg, owner, set);
+	set = compact(set);
 	pthread_mutex_lock(&r->lock);
 	for (i = 0; i < r->nentries; i++)
 		if (r->entries[i].owner == owner)
@@ -937,49 +1145,35 @@ static enum usher_err write_run(struct usher_buf *out, const struct run *run)
 	return rc;
 }
 
-static enum usher_err write_families(struct usher_buf *out, struct runs *rs,
-				     enum usher_expo_format fmt)
+/* A render in progress: the sets it holds a reference on, their runs
+ * sorted into families, and where the writing stopped. Invariant: runs
+ * [fam_start, fam_end) are the current family, its header is written, and
+ * next is the first of its runs not yet written. */
+struct usher_render {
+	struct usher_sample_set **sets;
+	size_t nsets;
+	struct runs rs;
+	enum usher_expo_format fmt;
+	const struct usher_metric_desc *fam;
+	size_t fam_start, fam_end, next;
+	bool done;
+};
+
+struct usher_render *usher_registry_render_begin(struct usher_registry *r,
+						 enum usher_expo_format fmt)
 {
-	enum usher_err rc = USHER_OK;
-	size_t i, j, k;
-
-	if (rs->n)
-		qsort(rs->v, rs->n, sizeof(*rs->v), run_cmp);
-	for (i = 0; i < rs->n && !rc; i = j) {
-		const struct usher_metric_desc *fam = rs->v[i].desc;
-
-		for (j = i + 1; j < rs->n; j++)
-			if (rs->v[j].desc != fam && strcmp(rs->v[j].desc->name, fam->name) != 0)
-				break;
-		rc = write_family_header(out, fam, fmt);
-		/* a producer whose desc disagrees on the type would make the
-		 * family unparseable; its samples are left out (a bug to fix
-		 * in that producer) */
-		for (k = i; k < j && !rc; k++)
-			if (rs->v[k].desc->type == fam->type)
-				rc = write_run(out, &rs->v[k]);
-	}
-	if (!rc && fmt == USHER_EXPO_OPENMETRICS)
-		rc = usher_buf_add(out, "# EOF\n", 6);
-	return rc;
-}
-
-enum usher_err usher_registry_render(struct usher_registry *r, enum usher_expo_format fmt,
-				     struct usher_buf *out)
-{
-	struct usher_sample_set **sets = NULL;
+	struct usher_render *st = usher_calloc(1, sizeof(*st));
 	struct collector *colls = NULL;
-	struct runs rs = {0};
-	size_t nsets = 0, ncolls, i;
-	enum usher_err rc;
+	size_t ncolls, i;
 
+	st->fmt = fmt;
 	/* under the lock: take a reference on each set, copy the collectors */
 	pthread_mutex_lock(&r->lock);
 	ncolls = r->ncollectors;
-	sets = usher_malloc((r->nentries + ncolls) * sizeof(*sets));
+	st->sets = usher_malloc((r->nentries + ncolls + 1) * sizeof(*st->sets));
 	for (i = 0; i < r->nentries; i++) {
 		atomic_fetch_add_explicit(&r->entries[i].set->refs, 1, memory_order_relaxed);
-		sets[nsets++] = r->entries[i].set;
+		st->sets[st->nsets++] = r->entries[i].set;
 	}
 	if (ncolls) {
 		colls = usher_malloc(ncolls * sizeof(*colls));
@@ -991,16 +1185,73 @@ enum usher_err usher_registry_render(struct usher_registry *r, enum usher_expo_f
 		struct usher_sample_set *s = colls[i].fn(colls[i].arg);
 
 		if (s)
-			sets[nsets++] = s;
+			st->sets[st->nsets++] = s;
 	}
-	for (i = 0; i < nsets; i++)
-		runs_add_set(&rs, sets[i]);
-	rc = write_families(out, &rs, fmt);
-
-	free(rs.v);
-	for (i = 0; i < nsets; i++)
-		usher_sample_set_free(sets[i]);
-	free(sets);
 	free(colls);
+	for (i = 0; i < st->nsets; i++)
+		runs_add_set(&st->rs, st->sets[i]);
+	if (st->rs.n)
+		qsort(st->rs.v, st->rs.n, sizeof(*st->rs.v), run_cmp);
+	return st;
+}
+
+enum usher_err usher_render_next(struct usher_render *st, struct usher_buf *out, size_t want,
+				 bool *done)
+{
+	const struct runs *rs = &st->rs;
+	size_t start = out->len;
+	enum usher_err rc = USHER_OK;
+
+	while (!st->done && !rc && out->len - start < want) {
+		if (st->next < st->fam_end) {
+			/* a producer whose desc disagrees on the type would make
+			 * the family unparseable; its samples are left out (a bug
+			 * to fix in that producer) */
+			if (rs->v[st->next].desc->type == st->fam->type)
+				rc = write_run(out, &rs->v[st->next]);
+			st->next++;
+			continue;
+		}
+		st->fam_start = st->fam_end;
+		if (st->fam_start >= rs->n) {
+			if (st->fmt == USHER_EXPO_OPENMETRICS)
+				rc = usher_buf_add(out, "# EOF\n", 6);
+			st->done = !rc;
+			break;
+		}
+		st->fam = rs->v[st->fam_start].desc;
+		for (st->fam_end = st->fam_start + 1; st->fam_end < rs->n; st->fam_end++)
+			if (rs->v[st->fam_end].desc != st->fam &&
+			    strcmp(rs->v[st->fam_end].desc->name, st->fam->name) != 0)
+				break;
+		st->next = st->fam_start;
+		rc = write_family_header(out, st->fam, st->fmt);
+	}
+	*done = st->done;
+	return rc;
+}
+
+void usher_render_free(struct usher_render *st)
+{
+	size_t i;
+
+	if (!st)
+		return;
+	free(st->rs.v);
+	for (i = 0; i < st->nsets; i++)
+		usher_sample_set_free(st->sets[i]);
+	free(st->sets);
+	free(st);
+}
+
+enum usher_err usher_registry_render(struct usher_registry *r, enum usher_expo_format fmt,
+				     struct usher_buf *out)
+{
+	struct usher_render *st = usher_registry_render_begin(r, fmt);
+	enum usher_err rc;
+	bool done;
+
+	rc = usher_render_next(st, out, SIZE_MAX, &done);
+	usher_render_free(st);
 	return rc;
 }

@@ -89,6 +89,16 @@ void usher_sample_add_series(struct usher_sample_set *s, const struct usher_metr
 			     enum usher_series_suffix suffix, double value,
 			     const char *const *pairs);
 
+/* Calls fn for every sample of s, in insertion order, with its series name
+ * (the family name plus _total, _bucket, _sum or _count as rendered in the
+ * text format), its whole label set as a NULL-terminated array of
+ * unescaped name/value pairs (base labels first) and its value. The
+ * strings are valid only during the call. For the series store. */
+typedef void usher_sample_visit_fn(void *arg, const char *name, const char *const *pairs,
+				   double value);
+void usher_sample_set_foreach(const struct usher_sample_set *s, usher_sample_visit_fn *fn,
+			      void *arg);
+
 struct usher_histogram {
 	size_t nbuckets;
 	const double *bounds;
@@ -135,6 +145,12 @@ struct usher_registry_observer {
 	void *arg;
 };
 void usher_registry_set_observer(struct usher_registry *r, const struct usher_registry_observer *o);
+/* Runs every collector now and hands each set to the observer's publish
+ * (owner: an opaque small-integer key per collector, never a real
+ * pointer), then frees it: the daemon's own metrics
+ * reach the series store the way a Prometheus scraping usherd would see
+ * them. Call from one thread at a time. */
+void usher_registry_observe_collectors(struct usher_registry *r);
 
 /* A collector is called at every render to produce a fresh set (process
  * metrics, build info). It returns a set the renderer frees, or NULL. It
@@ -162,6 +178,21 @@ enum usher_expo_format usher_expo_negotiate(const char *accept);
  * render to discard. */
 enum usher_err usher_registry_render(struct usher_registry *r, enum usher_expo_format fmt,
 				     struct usher_buf *out);
+
+/* The same render in pieces, so a large /metrics can be sent (and gzipped)
+ * as it is written instead of held whole. _begin takes the snapshot that
+ * usher_registry_render takes (a reference on every published set, the
+ * collectors run), so the pieces are one consistent render; the sets live
+ * until usher_render_free. usher_render_next appends whole lines to out
+ * until it has added at least want bytes or everything is written, then
+ * sets *done; errors as usher_registry_render. The pieces concatenated
+ * are exactly usher_registry_render's output. */
+struct usher_render;
+struct usher_render *usher_registry_render_begin(struct usher_registry *r,
+						 enum usher_expo_format fmt);
+enum usher_err usher_render_next(struct usher_render *st, struct usher_buf *out, size_t want,
+				 bool *done);
+void usher_render_free(struct usher_render *st); /* accepts NULL */
 
 /* Escaping and number formatting as the exposition formats want them
  * (exposed for tests and for other writers of the text format). */

@@ -67,6 +67,10 @@ struct usher_integration_type {
 	const char *(*queue_key)(const void *opts);
 	double rate_per_s;
 	void (*free)(void *opts); /* releases what check built; may be NULL */
+	/* The entry's per-attempt timeout and how long the delivery queue
+	 * keeps retrying one notification (its `timeout` and `retry_for`
+	 * keys). May be NULL: the queue's defaults. */
+	void (*limits)(const void *opts, int64_t *timeout_ms, int64_t *retry_for_ms);
 };
 
 /* Every integration type, NULL-terminated (lib/notify/integrations.c). */

@@ -1633,8 +1633,13 @@ static enum usher_err setup(struct usher_http_exchange *ex, int64_t left, struct
 	/* each run measures a whole fresh exchange, as blackbox does: no
 	 * pooled connection, no cached address, no resumed TLS session (which
 	 * would also hide the certificate chain) */
-	SET(CURLOPT_FRESH_CONNECT, 1L);
-	SET(CURLOPT_FORBID_REUSE, 1L);
+	if (ex->share) {
+		/* a journey's steps: one pool and cookie jar per run */
+		SET(CURLOPT_SHARE, ex->share);
+	} else {
+		SET(CURLOPT_FRESH_CONNECT, 1L);
+		SET(CURLOPT_FORBID_REUSE, 1L);
+	}
 	SET(CURLOPT_DNS_CACHE_TIMEOUT, 0L);
 	SET(CURLOPT_SSL_SESSIONID_CACHE, 0L);
 	SET(CURLOPT_FILETIME, 1L);
@@ -1785,17 +1790,19 @@ enum usher_err usher_http_exchange_start(struct usher_http_exchange *ex, struct 
 {
 	void (*done)(struct usher_http_exchange *) = ex->done;
 	void *owner = ex->owner;
+	CURLSH *share = ex->share;
 	int64_t left = deadline_mono_ms - usher_mono_ms();
 	enum usher_err rc;
 
 	memset(ex, 0, sizeof(*ex));
 	ex->done = done;
 	ex->owner = owner;
+	ex->share = share;
 	ex->loop = loop;
 	ex->opts = o;
 	ex->deadline_mono_ms = deadline_mono_ms;
 	ex->keep_body = o->keep_body || usher_http_checks_need_body(c);
-	ex->keep_head = usher_http_checks_need_headers(c);
+	ex->keep_head = o->keep_head || usher_http_checks_need_headers(c);
 	ex->res.last_modified = -1;
 	usher_buf_init(&ex->res.head, HEAD_MAX);
 	usher_buf_init(&ex->res.body, (size_t)o->body_size_limit);
@@ -1929,6 +1936,48 @@ bool usher_http_evaluate(const struct usher_http_exchange *ex, const struct ushe
 		return false;
 	}
 	return usher_http_assert_json(c, r->body.data, r->body.len, run, what);
+}
+
+/* ---- trace -------------------------------------------------------------- */
+
+/* A duration for people: 850us, 12.3ms, 1.204s. */
+static const char *human_secs(char *out, size_t len, double s)
+{
+	if (s < 0.001)
+		snprintf(out, len, "%.0fus", s * 1e6);
+	else if (s < 1)
+		snprintf(out, len, "%.1fms", s * 1e3);
+	else
+		snprintf(out, len, "%.3fs", s);
+	return out;
+}
+
+void usher_http_format_result(const struct usher_http_result *r, double total_s, char *out,
+			      size_t len)
+{
+	const double *ph = r->phase_s;
+	char d[5][24], why[CURL_ERROR_SIZE];
+	/* the first byte of the final response: all but its transfer */
+	double ttfb = total_s - ph[USHER_HTTP_PHASE_TRANSFER];
+	int n;
+
+	if (r->status > 0) {
+		n = snprintf(out, len, "-> %ld HTTP/%g", r->status, r->http_version);
+	} else {
+		snprintf(why, sizeof(why), "%s",
+			 r->body_too_large ? "body longer than body_size_limit"
+			 : r->curl_msg[0]  ? r->curl_msg
+					   : curl_easy_strerror(r->curl_rc));
+		lower_first(why);
+		n = snprintf(out, len, "-> no response (%s)", why);
+	}
+	if (n < 0 || (size_t)n >= len)
+		return;
+	snprintf(out + n, len - (size_t)n, ", dns %s connect %s tls %s ttfb %s total %s",
+		 human_secs(d[0], sizeof(d[0]), ph[USHER_HTTP_PHASE_RESOLVE]),
+		 human_secs(d[1], sizeof(d[1]), ph[USHER_HTTP_PHASE_CONNECT]),
+		 human_secs(d[2], sizeof(d[2]), ph[USHER_HTTP_PHASE_TLS]),
+		 human_secs(d[3], sizeof(d[3]), ttfb), human_secs(d[4], sizeof(d[4]), total_s));
 }
 
 /* ---- metrics ------------------------------------------------------------ */
@@ -2080,6 +2129,15 @@ static void http_exchange_done(struct usher_http_exchange *ex)
 	bool regex_failed = false;
 
 	usher_http_evaluate(ex, p->checks, run, p->what, &regex_failed);
+	if (run->trace) {
+		char line[512];
+
+		usher_http_format_result(&ex->res,
+					 (double)(usher_mono_ns() - run->started_mono_ns) / 1e9,
+					 line, sizeof(line));
+		usher_probe_trace(run, "%s %s%s%s", p->what, line, run->success ? "" : "; failed: ",
+				  run->success ? "" : run->err.msg);
+	}
 	usher_http_emit(run->samples, &ex->res, regex_failed, NULL);
 	usher_http_exchange_cleanup(ex);
 	p->run = NULL;

@@ -118,6 +118,9 @@ struct usher_http_opts {
 	/* Not from YAML: set by code that reads the body itself (a scrape),
 	 * so the exchange keeps it without any assertion asking for it. */
 	bool keep_body;
+	/* Likewise for the response header block (a journey step extracting
+	 * a header). */
+	bool keep_head;
 };
 
 /* The option table of struct usher_http_opts (a journey step embeds it). */
@@ -222,6 +225,10 @@ struct usher_http_timers {
 struct usher_http_exchange {
 	void (*done)(struct usher_http_exchange *ex);
 	void *owner;
+	/* Set by the owner like done, or NULL: the exchange joins this share
+	 * (its cookies and pooled connections, a journey run's) instead of
+	 * measuring a fresh connection of its own. Borrowed. */
+	CURLSH *share;
 	struct usher_http_result res;
 
 	/* internal */
@@ -263,6 +270,14 @@ void usher_http_exchange_cleanup(struct usher_http_exchange *ex);
  * (probe_failed_due_to_regex). c may be NULL (only transport and status). */
 bool usher_http_evaluate(const struct usher_http_exchange *ex, const struct usher_http_checks *c,
 			 struct usher_probe_run *run, const char *what, bool *regex_failed);
+
+/* One line on r for a trace (usher diag): "-> 200 HTTP/1.1, dns 0.1ms
+ * connect 0.2ms tls 0ms ttfb 3.0ms total 3.4ms", or "-> no response
+ * (<curl's reason>), ..." when none arrived. total_s is the exchange's
+ * wall time as the owner measured it; ttfb is total_s less the transfer
+ * phase. Writes at most len bytes of out. */
+void usher_http_format_result(const struct usher_http_result *r, double total_s, char *out,
+			      size_t len);
 
 /* Adds blackbox_exporter's http series for r to s: probe_http_*,
  * probe_ssl_*, probe_tls_version_info, probe_dns_lookup_time_seconds,

@@ -39,4 +39,11 @@ void usher_loop_wakeup(struct usher_loop *l);
 /* Number of transfers in flight. */
 unsigned usher_loop_active(const struct usher_loop *l);
 
+/* Publishes the loop's own counters (usher_loop_wakeups_total,
+ * usher_loop_socket_events_total, usher_loop_transfers, usher_loop_sockets)
+ * into reg, refreshed at most once a second from usher_loop_poll; reg must
+ * outlive the loop (usher_loop_free removes them). */
+struct usher_registry;
+void usher_loop_register_metrics(struct usher_loop *l, struct usher_registry *reg);
+
 #endif

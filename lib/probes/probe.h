@@ -113,6 +113,11 @@ void usher_probe_trace(struct usher_probe_run *run, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* Tells the scheduler an asynchronous run has ended. */
 void usher_probe_run_done(struct usher_probe_run *run);
+/* The labels every sample of a run of pc carries, as a NULL-terminated
+ * name/value list: job, instance, then pc's labels (a job or instance
+ * among them is left out: the conf already resolved those). The strings
+ * are pc's; the caller frees the array with free(). */
+const char **usher_probe_base_labels(const struct usher_probe_conf *pc);
 
 /* The probe types usher knows, by name; NULL when unknown. */
 const struct usher_probe_type *usher_probe_type_find(const char *name);

@@ -113,22 +113,7 @@ static void set_wake(struct usher_sched *s, struct instance *in, int64_t wake_ms
 
 static const char **base_labels(const struct usher_probe_conf *pc)
 {
-	const char **v = usher_calloc(2 * pc->labels.n + 5, sizeof(*v));
-	size_t i, k = 0;
-
-	v[k++] = "job";
-	v[k++] = pc->job;
-	v[k++] = "instance";
-	v[k++] = pc->instance;
-	for (i = 0; i < pc->labels.n; i++) {
-		if (strcmp(pc->labels.v[i].key, "job") == 0 ||
-		    strcmp(pc->labels.v[i].key, "instance") == 0)
-			continue;
-		v[k++] = pc->labels.v[i].key;
-		v[k++] = pc->labels.v[i].value;
-	}
-	v[k] = NULL;
-	return v;
+	return usher_probe_base_labels(pc);
 }
 
 /* Spreads first starts across the interval by a hash of the name, so the
@@ -388,6 +373,8 @@ struct usher_sched *usher_sched_new(struct usher_loop *loop, struct usher_regist
 	s->log = log;
 	s->env.loop = loop;
 	s->env.log = log;
+	if (loop && reg)
+		usher_loop_register_metrics(loop, reg);
 	return s;
 }
 

@@ -4,6 +4,7 @@
 
 #include "probes/host.h"
 #include "probes/http.h"
+#include "probes/journey.h"
 #include "probes/memcached.h"
 #include "probes/postgres.h"
 #include "probes/probe.h"
@@ -11,6 +12,7 @@
 
 const struct usher_probe_type *const usher_probe_types[] = {
     &usher_probe_http,
+    &usher_probe_journey,
     &usher_probe_postgres,
     &usher_probe_redis,
     &usher_probe_memcached,

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <glob.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -604,4 +605,71 @@ size_t usher_rulefile_duplicates(const struct usher_rulefile *f, struct usher_ar
 			n++;
 		}
 	return n;
+}
+
+/* ---- rule_files globs ----------------------------------------------------- */
+
+enum usher_err usher_rulefiles_load_globs(const char *cfg_path, const char *base_dir,
+					  const char *const *globs, size_t nglobs,
+					  struct usher_rulefile ***out, size_t *n,
+					  struct usher_diags *d)
+{
+	struct usher_rulefile **files = NULL;
+	size_t nfiles = 0, i, j, k;
+	enum usher_err rc = USHER_OK;
+	char pattern[8192];
+
+	*out = NULL;
+	*n = 0;
+	for (i = 0; i < nglobs; i++) {
+		const char *g = globs[i];
+		glob_t gl;
+		int grc;
+
+		if (g[0] == '/' || !base_dir)
+			snprintf(pattern, sizeof(pattern), "%s", g);
+		else
+			snprintf(pattern, sizeof(pattern), "%s/%s", base_dir, g);
+		grc = glob(pattern, GLOB_ERR, NULL, &gl);
+		if (grc == GLOB_NOMATCH) {
+			if (!strpbrk(g, "*?[")) {
+				usher_diags_add(d, cfg_path, 0, 0, "rule_files: %s: no such file",
+						pattern);
+				rc = USHER_ERR_INVALID;
+			}
+			globfree(&gl);
+			continue;
+		}
+		if (grc != 0) {
+			usher_diags_add(d, cfg_path, 0, 0, "rule_files: cannot read %s: %s", pattern,
+					strerror(errno));
+			rc = USHER_ERR_INVALID;
+			continue;
+		}
+		for (j = 0; j < gl.gl_pathc; j++) {
+			struct usher_rulefile *f = NULL;
+			bool seen = false;
+
+			for (k = 0; k < nfiles && !seen; k++)
+				seen = strcmp(files[k]->path, gl.gl_pathv[j]) == 0;
+			if (seen)
+				continue;
+			if (usher_rulefile_load(gl.gl_pathv[j], &f, d) != USHER_OK) {
+				rc = USHER_ERR_INVALID;
+				continue;
+			}
+			files = usher_realloc(files, (nfiles + 1) * sizeof(*files));
+			files[nfiles++] = f;
+		}
+		globfree(&gl);
+	}
+	if (rc != USHER_OK) {
+		for (k = 0; k < nfiles; k++)
+			usher_rulefile_free(files[k]);
+		free(files);
+		return rc;
+	}
+	*out = files;
+	*n = nfiles;
+	return USHER_OK;
 }

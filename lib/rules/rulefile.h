@@ -71,6 +71,18 @@ struct usher_rulefile {
 	struct usher_arena *arena;
 };
 
+/* Loads every file matching globs (a config's rule_files: relative
+ * patterns are taken from base_dir), each file once, in glob order. A glob
+ * matching nothing is fine, as in Prometheus, unless it has no wildcard (a
+ * missing file is a mistake). Problems go to d (cfg_path names the config
+ * for those that are not in a rule file). On success *out is an array of
+ * *n files (free each with usher_rulefile_free, then the array with
+ * free); on failure (USHER_ERR_INVALID) nothing is returned. */
+enum usher_err usher_rulefiles_load_globs(const char *cfg_path, const char *base_dir,
+					  const char *const *globs, size_t nglobs,
+					  struct usher_rulefile ***out, size_t *n,
+					  struct usher_diags *d);
+
 /* Reads and checks the rule file at path. Every problem goes into d as
  * "path:line:col: message" (wording as promtool's where promtool has one:
  * `group "g", rule 2, "HighLatency": could not parse expression: 1:8:

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #define PCRE2_CODE_UNIT_WIDTH 8
+#include <jansson.h>
 #include <pcre2.h>
 
 #include "core/mem.h"
@@ -518,6 +519,10 @@ struct usher_template {
 	struct define *defs;
 	size_t ndefs;
 	bool literal;
+	/* a notification template (usher_template_parse_json): Alertmanager's
+	 * functions, a JSON dot, and lib's defines for {{template}} */
+	bool json;
+	const struct usher_template *lib;
 };
 
 struct parser {
@@ -545,7 +550,14 @@ enum vkind {
 	V_SAMPLES, /* queryResult */
 	V_DATA,    /* the template data */
 	V_ARGS,    /* map[string]interface{} from args */
+	V_JSON,    /* a JSON object or array of notification data; .i is its shape */
 };
+
+/* How a JSON value behaves (Alertmanager's template.Data model): structs
+ * have Go field names and fail on unknown ones, maps (KV) read a missing
+ * key as "" and have SortedPairs / Names / Values / Remove, lists of alerts
+ * have Firing / Resolved. */
+enum jshape { JS_MAP, JS_STRUCT, JS_LIST, JS_ALERTS };
 
 struct val {
 	enum vkind k;
@@ -557,6 +569,7 @@ struct val {
 	const struct usher_template_sample *smp; /* V_SAMPLE: one; V_SAMPLES: n */
 	struct val *args;                        /* V_ARGS */
 	size_t n;
+	const json_t *j; /* V_JSON */
 };
 
 struct exec;
@@ -814,6 +827,7 @@ bad:
 }
 
 static const struct fn *find_fn(const char *name, size_t len);
+static const struct fn *find_fn_in(const struct usher_template *t, const char *name, size_t len);
 
 static struct node *pipeline(struct parser *p, const char *context, enum tok end);
 
@@ -932,7 +946,7 @@ static struct node *term(struct parser *p)
 
 	switch (t->type) {
 	case T_IDENT: {
-		const struct fn *f = find_fn(p->t->text + t->pos, t->len);
+		const struct fn *f = find_fn_in(p->t, p->t->text + t->pos, t->len);
 
 		if (!f) {
 			perrorf(p, t->line, "function \"%.*s\" not defined", (int)t->len,
@@ -1439,8 +1453,9 @@ static bool parse_top(struct parser *p)
 	return true;
 }
 
-enum usher_err usher_template_parse(const char *name, const char *text, struct usher_template **out,
-				    struct usher_error *err)
+static enum usher_err parse_common(const char *name, const char *text, bool json,
+				   const struct usher_template *lib, struct usher_template **out,
+				   struct usher_error *err)
 {
 	struct usher_template *t = usher_calloc(1, sizeof(*t));
 	struct lexer l;
@@ -1461,12 +1476,16 @@ enum usher_err usher_template_parse(const char *name, const char *text, struct u
 	p.tok = l.v;
 	p.ntok = l.nv;
 	p.err = err;
-	/* the variables Prometheus defines in front of every alert template */
+	t->json = json;
+	t->lib = lib;
 	push_var(&p, "$");
-	push_var(&p, "$labels");
-	push_var(&p, "$externalLabels");
-	push_var(&p, "$externalURL");
-	push_var(&p, "$value");
+	if (!json) {
+		/* the variables Prometheus defines in front of every alert template */
+		push_var(&p, "$labels");
+		push_var(&p, "$externalLabels");
+		push_var(&p, "$externalURL");
+		push_var(&p, "$value");
+	}
 	ok = parse_top(&p);
 	free(p.vars);
 	if (!ok) {
@@ -1481,6 +1500,19 @@ enum usher_err usher_template_parse(const char *name, const char *text, struct u
 				       (t->root->n == 1 && t->root->items[0]->k == N_TEXT));
 	*out = t;
 	return USHER_OK;
+}
+
+enum usher_err usher_template_parse(const char *name, const char *text, struct usher_template **out,
+				    struct usher_error *err)
+{
+	return parse_common(name, text, false, NULL, out, err);
+}
+
+enum usher_err usher_template_parse_json(const char *name, const char *text,
+					 const struct usher_template *lib,
+					 struct usher_template **out, struct usher_error *err)
+{
+	return parse_common(name, text, true, lib, out, err);
 }
 
 void usher_template_free(struct usher_template *t)
@@ -1666,6 +1698,8 @@ struct exec {
 	int flow; /* 1 break, 2 continue */
 	bool failed;
 	bool toobig;
+	json_t *keep; /* JSON values made during the expansion (SortedPairs, …) */
+	const struct usher_template *root_t; /* where {{template}} names are looked up */
 };
 
 static const char *type_name(const struct val *v)
@@ -1682,6 +1716,11 @@ static const char *type_name(const struct val *v)
 	case V_SAMPLES: return "template.queryResult";
 	case V_DATA: return "template.tmplData";
 	case V_ARGS: return "map[string]interface {}";
+	case V_JSON:
+		return v->i == JS_STRUCT   ? "*template.Data"
+		       : v->i == JS_MAP    ? "template.KV"
+		       : v->i == JS_ALERTS ? "template.Alerts"
+					   : "[]string";
 	}
 	return "?";
 }
@@ -1708,7 +1747,7 @@ static bool xerrorf(struct exec *x, const char *fmt, ...)
 		/* Go's ErrorContext: the byte offset in the line, 0-based */
 		while (ls > 0 && text[ls - 1] != '\n')
 			ls--;
-		col = (int)(pos - ls) + (x->at->line == 1 ? ALERT_DEFS_LEN : 0);
+		col = (int)(pos - ls) + (x->at->line == 1 && !x->t->json ? ALERT_DEFS_LEN : 0);
 		usher_fail(x->err, USHER_ERR_INVALID,
 			   "error executing template %s: template: %s:%d:%d: executing \"%s\" at "
 			   "<%.*s>: %s",
@@ -1724,6 +1763,7 @@ static bool xerrorf(struct exec *x, const char *fmt, ...)
 }
 
 static void print_val(struct exec *x, struct usher_buf *b, const struct val *v);
+static void print_json(struct exec *x, struct usher_buf *b, const json_t *j, int shape);
 
 static void print_labels(struct usher_buf *b, const struct usher_labels *l)
 {
@@ -1785,6 +1825,7 @@ static void print_val(struct exec *x, struct usher_buf *b, const struct val *v)
 		}
 		(void)usher_buf_addc(b, ']');
 		return;
+	case V_JSON: print_json(x, b, v->j, (int)v->i); return;
 	}
 }
 
@@ -1816,6 +1857,7 @@ static bool truth(const struct val *v)
 	case V_ARGS: return v->n > 0;
 	case V_SAMPLE:
 	case V_DATA: return true;
+	case V_JSON: return json_is_object(v->j) ? json_object_size(v->j) > 0 : json_array_size(v->j) > 0;
 	}
 	return false;
 }
@@ -1840,6 +1882,8 @@ static struct val mkbool(bool b)
 
 	return v;
 }
+
+static bool json_field(struct exec *x, const struct val *v, const char *name, struct val *out);
 
 /* Looks up a field (or map key) on v. */
 static bool field(struct exec *x, const struct val *v, const char *name, struct val *out)
@@ -1892,6 +1936,7 @@ static bool field(struct exec *x, const struct val *v, const char *name, struct 
 		out->k = V_INVALID;
 		return true;
 	}
+	case V_JSON: return json_field(x, v, name, out);
 	case V_INVALID:
 	case V_NIL: return xerrorf(x, "nil pointer evaluating %s.%s", type_name(v), name);
 	default: return xerrorf(x, "can't evaluate field %s in type %s", name, type_name(v));
@@ -1998,6 +2043,9 @@ static bool eval_arg(struct exec *x, const struct val *dot, const struct node *n
 	}
 }
 
+static bool json_method_call(struct exec *x, const struct val *dot, const struct node *cmd,
+			     const struct val *final, struct val *out);
+
 static bool eval_command(struct exec *x, const struct val *dot, const struct node *cmd,
 			 const struct val *final, struct val *out)
 {
@@ -2006,6 +2054,10 @@ static bool eval_command(struct exec *x, const struct val *dot, const struct nod
 	x->at = cmd;
 	if (first->k == N_IDENT)
 		return call_fn(x, dot, cmd, first->fn, final, out);
+	if (x->t->json && (cmd->n > 1 || final) &&
+	    (first->k == N_FIELD || first->k == N_VARIABLE || first->k == N_CHAIN) &&
+	    first->nident > (first->k == N_VARIABLE ? 1u : 0u))
+		return json_method_call(x, dot, cmd, final, out);
 	if (cmd->n > 1 || final)
 		return xerrorf(x, "can't give argument to non-function %.*s",
 			       (int)(first->end - first->pos), x->t->text + first->pos);
@@ -2053,6 +2105,10 @@ static bool walk_list(struct exec *x, const struct val *dot, const struct node *
 	return true;
 }
 
+static void json_range_item(struct exec *x, const struct val *v, size_t i, struct val *key,
+			    struct val *elem);
+static const json_t *json_sorted_pairs(struct exec *x, const json_t *obj);
+
 static bool walk_range(struct exec *x, const struct val *dot, const struct node *n)
 {
 	size_t mark = x->nvars, i, count = 0;
@@ -2065,6 +2121,14 @@ static bool walk_range(struct exec *x, const struct val *dot, const struct node 
 	case V_LABELS: count = v.l.n; break;
 	case V_SAMPLES:
 	case V_ARGS: count = v.n; break;
+	case V_JSON:
+		/* Go ranges over a map in key order */
+		if (json_is_object(v.j)) {
+			v.j = json_sorted_pairs(x, v.j);
+			v.i = JS_MAP;
+		}
+		count = json_array_size(v.j);
+		break;
 	case V_INVALID:
 	case V_NIL: count = 0; break;
 	case V_INT:
@@ -2084,6 +2148,8 @@ static bool walk_range(struct exec *x, const struct val *dot, const struct node 
 			key.i = (int64_t)i;
 			elem.k = V_SAMPLE;
 			elem.smp = &v.smp[i];
+		} else if (v.k == V_JSON) {
+			json_range_item(x, &v, i, &key, &elem);
 		} else {
 			char k[32];
 
@@ -2158,14 +2224,23 @@ static bool walk(struct exec *x, const struct val *dot, const struct node *n)
 	case N_CONTINUE: x->flow = 2; return true;
 	case N_TEMPLATE: {
 		const char *saved = x->cur_name;
+		const struct usher_template *saved_t = x->t, *in = x->root_t ? x->root_t : x->t;
 		struct val nd = {0};
 		size_t i, base;
 
-		for (i = 0; i < x->t->ndefs; i++)
-			if (strcmp(x->t->defs[i].name, n->text) == 0)
+		for (i = 0; i < in->ndefs; i++)
+			if (strcmp(in->defs[i].name, n->text) == 0)
 				break;
+		/* a notification template sees the defines of its library (the
+		 * default templates and the files of `templates:`) */
+		while (i == in->ndefs && in->lib) {
+			in = in->lib;
+			for (i = 0; i < in->ndefs; i++)
+				if (strcmp(in->defs[i].name, n->text) == 0)
+					break;
+		}
 		x->at = n;
-		if (i == x->t->ndefs)
+		if (i == in->ndefs)
 			return xerrorf(
 			    x, "template: no template \"%s\" associated with template \"%s\"",
 			    n->text, x->t->name);
@@ -2178,8 +2253,10 @@ static bool walk(struct exec *x, const struct val *dot, const struct node *n)
 		/* a new scope where only $ (the new dot) is visible */
 		base = x->nvars;
 		var_push(x, "$", &nd);
-		x->cur_name = x->t->defs[i].name;
-		ok = walk_list(x, &nd, x->t->defs[i].list);
+		x->cur_name = in->defs[i].name;
+		x->t = in; /* positions in messages are in the define's text */
+		ok = walk_list(x, &nd, in->defs[i].list);
+		x->t = saved_t;
 		x->cur_name = saved;
 		x->depth--;
 		x->nvars = base;
@@ -3118,10 +3195,17 @@ static bool f_len(struct exec *x, struct val *a, size_t n, struct val *out)
 	case V_LABELS: out->i = (int64_t)a[0].l.n; return true;
 	case V_SAMPLES:
 	case V_ARGS: out->i = (int64_t)a[0].n; return true;
+	case V_JSON:
+		out->i = (int64_t)(json_is_object(a[0].j) ? json_object_size(a[0].j)
+							  : json_array_size(a[0].j));
+		return true;
 	default: return xerrorf(x, "error calling len: len of type %s", type_name(&a[0]));
 	}
 	(void)n;
 }
+
+static bool json_index(struct exec *x, const struct val *cur, const struct val *k,
+		       struct val *out);
 
 static bool f_index(struct exec *x, struct val *a, size_t n, struct val *out)
 {
@@ -3131,7 +3215,10 @@ static bool f_index(struct exec *x, struct val *a, size_t n, struct val *out)
 	for (i = 1; i < n; i++) {
 		struct val cur = *out;
 
-		if (cur.k == V_LABELS) {
+		if (cur.k == V_JSON) {
+			if (!json_index(x, &cur, &a[i], out))
+				return false;
+		} else if (cur.k == V_LABELS) {
 			const char *v;
 
 			if (a[i].k != V_STRING)
@@ -3710,4 +3797,724 @@ static bool call_fn(struct exec *x, const struct val *dot, const struct node *cm
 	if (ok)
 		x->at = at;
 	return ok;
+}
+
+/* --- notification templates: a JSON dot, Alertmanager's data model --- */
+
+/* Functions Alertmanager has and Prometheus' rule templates do not. */
+static bool f_join(struct exec *x, struct val *a, size_t n, struct val *out)
+{
+	struct usher_buf b;
+	size_t i;
+
+	if (a[1].k != V_JSON || !json_is_array(a[1].j))
+		return xerrorf(x, "error calling join: wrong type for value; expected []string; got %s",
+			       type_name(&a[1]));
+	usher_buf_init(&b, 1 << 20);
+	for (i = 0; i < json_array_size(a[1].j); i++) {
+		const char *e = json_string_value(json_array_get(a[1].j, i));
+
+		if (i)
+			(void)usher_buf_addstr(&b, a[0].s);
+		(void)usher_buf_addstr(&b, e ? e : "");
+	}
+	*out = mkstr(usher_arena_strdup(x->a, usher_buf_str(&b)));
+	usher_buf_free(&b);
+	(void)n;
+	return true;
+}
+
+static bool f_trim_space(struct exec *x, struct val *a, size_t n, struct val *out)
+{
+	const char *s = a[0].s, *e;
+
+	while (*s && isspace((unsigned char)*s))
+		s++;
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		e--;
+	*out = mkstr(usher_arena_strndup(x->a, s, (size_t)(e - s)));
+	(void)n;
+	return true;
+}
+
+static bool f_string_slice(struct exec *x, struct val *a, size_t n, struct val *out)
+{
+	json_t *arr = json_array();
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (a[i].k != V_STRING) {
+			json_decref(arr);
+			return xerrorf(x, "error calling stringSlice: wrong type for value; expected "
+					  "string; got %s",
+				       type_name(&a[i]));
+		}
+		json_array_append_new(arr, json_string(a[i].s));
+	}
+	json_array_append_new(x->keep, arr);
+	memset(out, 0, sizeof(*out));
+	out->k = V_JSON;
+	out->j = arr;
+	out->i = JS_LIST;
+	return true;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+static bool f_url_unescape(struct exec *x, struct val *a, size_t n, struct val *out)
+{
+	const char *s = a[0].s;
+	char *r = usher_arena_alloc(x->a, strlen(s) + 1);
+	size_t o = 0;
+
+	for (; *s; s++) {
+		if (*s == '%') {
+			int h = s[1] ? hexval(s[1]) : -1, l = h >= 0 && s[2] ? hexval(s[2]) : -1;
+
+			if (h < 0 || l < 0)
+				return xerrorf(x, "error calling urlUnescape: invalid URL escape %.3s", s);
+			r[o++] = (char)(h * 16 + l);
+			s += 2;
+		} else
+			r[o++] = *s == '+' ? ' ' : *s;
+	}
+	r[o] = '\0';
+	*out = mkstr(r);
+	(void)n;
+	return true;
+}
+
+/* RFC 3339 ("2026-01-01T10:00:00.5Z", "…+02:00") to UTC seconds and
+ * nanoseconds. */
+static bool parse_rfc3339(const char *s, int64_t *sec, int *nsec)
+{
+	int v[6], i, k = 0, ns = 0, digits = 0, off = 0;
+	static const int len[6] = {4, 2, 2, 2, 2, 2};
+	static const char sep[6] = {'-', '-', 'T', ':', ':', 0};
+	int64_t y, m, days;
+	const char *p = s;
+
+	for (i = 0; i < 6; i++) {
+		v[i] = 0;
+		for (k = 0; k < len[i]; k++, p++) {
+			if (*p < '0' || *p > '9')
+				return false;
+			v[i] = v[i] * 10 + (*p - '0');
+		}
+		if (sep[i] && *p++ != sep[i] && !(i == 2 && (p[-1] == 't' || p[-1] == ' ')))
+			return false;
+	}
+	if (*p == '.' || *p == ',') {
+		for (p++; *p >= '0' && *p <= '9'; p++)
+			if (digits < 9) {
+				ns = ns * 10 + (*p - '0');
+				digits++;
+			}
+		for (; digits < 9; digits++)
+			ns *= 10;
+	}
+	if (*p == 'Z' || *p == 'z') {
+		p++;
+	} else if ((*p == '+' || *p == '-') && p[1] && p[2] && p[3] == ':' && p[4] && p[5]) {
+		int sign = *p == '-' ? -1 : 1;
+
+		off = sign * (((p[1] - '0') * 10 + (p[2] - '0')) * 3600 +
+			      ((p[4] - '0') * 10 + (p[5] - '0')) * 60);
+		p += 6;
+	} else
+		return false;
+	if (*p || v[1] < 1 || v[1] > 12 || v[2] < 1 || v[2] > 31 || v[3] > 23 || v[4] > 59 ||
+	    v[5] > 60)
+		return false;
+	/* days from civil (Howard Hinnant's algorithm) */
+	y = v[0] - (v[1] <= 2);
+	m = v[1];
+	{
+		int64_t era = (y >= 0 ? y : y - 399) / 400, yoe = y - era * 400;
+		int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + v[2] - 1;
+		int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+
+		days = era * 146097 + doe - 719468;
+	}
+	*sec = days * 86400 + v[3] * 3600 + v[4] * 60 + v[5] - off;
+	*nsec = ns;
+	return true;
+}
+
+/* Go's Time.Format in UTC: the layout's reference-time tokens (2006 01 02
+ * 15 04 05, Jan January Mon Monday, 1 2 _2 3 4 5 06 PM pm MST, -0700
+ * -07:00 Z07:00 Z0700, .000 .999 and their lengths) replaced, the rest
+ * copied. */
+static void go_format(struct usher_buf *b, const char *layout, int64_t sec, int nsec)
+{
+	static const char *const months[] = {"January", "February", "March",     "April",
+					     "May",     "June",     "July",      "August",
+					     "September", "October", "November", "December"};
+	static const char *const wdays[] = {"Sunday",   "Monday", "Tuesday", "Wednesday",
+					    "Thursday", "Friday", "Saturday"};
+	int64_t days = sec >= 0 ? sec / 86400 : -((-sec + 86399) / 86400), y;
+	int64_t rem = sec - days * 86400;
+	int mo, d, h = (int)(rem / 3600), mi = (int)(rem % 3600 / 60), s = (int)(rem % 60);
+	int wd = (int)((days % 7 + 11) % 7); /* 1970-01-01 was a Thursday */
+	const char *p = layout;
+
+	civil(days, &y, &mo, &d);
+#define TOK(t) (strncmp(p, t, sizeof(t) - 1) == 0 && (p += sizeof(t) - 1))
+	while (*p) {
+		if (TOK("January"))
+			(void)usher_buf_addstr(b, months[mo - 1]);
+		else if (TOK("Jan"))
+			(void)usher_buf_addf(b, "%.3s", months[mo - 1]);
+		else if (TOK("Monday"))
+			(void)usher_buf_addstr(b, wdays[wd]);
+		else if (TOK("Mon"))
+			(void)usher_buf_addf(b, "%.3s", wdays[wd]);
+		else if (TOK("MST"))
+			(void)usher_buf_addstr(b, "UTC");
+		else if (TOK("2006"))
+			(void)usher_buf_addf(b, "%04" PRId64, y);
+		else if (TOK("Z07:00:00") || TOK("Z070000"))
+			(void)usher_buf_addc(b, 'Z');
+		else if (TOK("-07:00:00"))
+			(void)usher_buf_addstr(b, "+00:00:00");
+		else if (TOK("-070000"))
+			(void)usher_buf_addstr(b, "+000000");
+		else if (TOK("-07:00"))
+			(void)usher_buf_addstr(b, "+00:00");
+		else if (TOK("-0700"))
+			(void)usher_buf_addstr(b, "+0000");
+		else if (TOK("-07"))
+			(void)usher_buf_addstr(b, "+00");
+		else if (TOK("Z07:00") || TOK("Z0700") || TOK("Z07"))
+			(void)usher_buf_addc(b, 'Z');
+		else if (TOK("01"))
+			(void)usher_buf_addf(b, "%02d", mo);
+		else if (TOK("02"))
+			(void)usher_buf_addf(b, "%02d", d);
+		else if (TOK("_2"))
+			(void)usher_buf_addf(b, "%2d", d);
+		else if (TOK("06"))
+			(void)usher_buf_addf(b, "%02d", (int)(y % 100));
+		else if (TOK("15"))
+			(void)usher_buf_addf(b, "%02d", h);
+		else if (TOK("03"))
+			(void)usher_buf_addf(b, "%02d", h % 12 ? h % 12 : 12);
+		else if (TOK("04"))
+			(void)usher_buf_addf(b, "%02d", mi);
+		else if (TOK("05"))
+			(void)usher_buf_addf(b, "%02d", s);
+		else if (TOK("PM"))
+			(void)usher_buf_addstr(b, h >= 12 ? "PM" : "AM");
+		else if (TOK("pm"))
+			(void)usher_buf_addstr(b, h >= 12 ? "pm" : "am");
+		else if ((p[0] == '.' || p[0] == ',') && (p[1] == '0' || p[1] == '9')) {
+			char digit = p[1], frac[16];
+			int nd = 0, keep;
+
+			while (p[1 + nd] == digit && nd < 9)
+				nd++;
+			if (p[1 + nd] >= '0' && p[1 + nd] <= '9') { /* not a fraction */
+				(void)usher_buf_addc(b, *p++);
+				continue;
+			}
+			snprintf(frac, sizeof(frac), "%09d", nsec);
+			frac[nd] = '\0';
+			keep = nd;
+			if (digit == '9')
+				while (keep > 0 && frac[keep - 1] == '0')
+					keep--;
+			if (keep > 0)
+				(void)usher_buf_addf(b, "%c%.*s", p[0], keep, frac);
+			p += 1 + nd;
+		} else if (TOK("1"))
+			(void)usher_buf_addf(b, "%d", mo);
+		else if (TOK("2"))
+			(void)usher_buf_addf(b, "%d", d);
+		else if (TOK("3"))
+			(void)usher_buf_addf(b, "%d", h % 12 ? h % 12 : 12);
+		else if (TOK("4"))
+			(void)usher_buf_addf(b, "%d", mi);
+		else if (TOK("5"))
+			(void)usher_buf_addf(b, "%d", s);
+		else
+			(void)usher_buf_addc(b, *p++);
+	}
+#undef TOK
+}
+
+/* date LAYOUT TIME (Alertmanager's), TIME an RFC 3339 string. */
+static bool time_format(struct exec *x, const char *fn, const char *layout, const char *t,
+			struct val *out)
+{
+	int64_t sec;
+	int nsec;
+	struct usher_buf b;
+
+	if (!parse_rfc3339(t, &sec, &nsec))
+		return xerrorf(x, "error calling %s: %s is not an RFC 3339 time", fn, t);
+	usher_buf_init(&b, 4096);
+	go_format(&b, layout, sec, nsec);
+	*out = mkstr(usher_arena_strdup(x->a, usher_buf_str(&b)));
+	usher_buf_free(&b);
+	return true;
+}
+
+static bool f_date(struct exec *x, struct val *a, size_t n, struct val *out)
+{
+	(void)n;
+	return time_format(x, "date", a[0].s, a[1].s, out);
+}
+
+static const struct fn am_fns[] = {
+    {"date", 2, f_date, 3},
+    {"join", 2, f_join, 1},
+    {"safeUrl", 1, f_safe_html, 1},
+    {"stringSlice", -1, f_string_slice, 0},
+    {"trimSpace", 1, f_trim_space, 1},
+    {"urlUnescape", 1, f_url_unescape, 1},
+};
+
+/* Prometheus' functions that make no sense without a query engine or a
+ * single alert, so a notification template refuses them as Alertmanager
+ * does. */
+static const char *const prom_only[] = {
+    "args",      "externalURL", "first",         "graphLink",  "humanize",
+    "humanize1024", "humanizePercentage", "humanizeTimestamp", "label", "parseDuration",
+    "pathPrefix", "query",      "sortByLabel",   "stripDomain", "stripPort",
+    "strvalue",  "tableLink",   "toTime",        "value",
+};
+
+static const struct fn *find_fn_in(const struct usher_template *t, const char *name, size_t len)
+{
+	size_t i;
+
+	if (!t->json)
+		return find_fn(name, len);
+	for (i = 0; i < sizeof(am_fns) / sizeof(am_fns[0]); i++)
+		if (strlen(am_fns[i].name) == len && strncmp(am_fns[i].name, name, len) == 0)
+			return &am_fns[i];
+	for (i = 0; i < sizeof(prom_only) / sizeof(prom_only[0]); i++)
+		if (strlen(prom_only[i]) == len && strncmp(prom_only[i], name, len) == 0)
+			return NULL;
+	return find_fn(name, len);
+}
+
+/* A JSON value as a template value; objects and arrays keep their shape. */
+static struct val json_val(const json_t *j, enum jshape shape)
+{
+	struct val v;
+
+	memset(&v, 0, sizeof(v));
+	switch (json_typeof(j)) {
+	case JSON_OBJECT:
+		v.k = V_JSON;
+		v.j = j;
+		v.i = shape == JS_MAP ? JS_MAP : JS_STRUCT;
+		break;
+	case JSON_ARRAY:
+		v.k = V_JSON;
+		v.j = j;
+		v.i = shape == JS_ALERTS ? JS_ALERTS : JS_LIST;
+		break;
+	case JSON_STRING: v = mkstr(json_string_value(j)); break;
+	case JSON_INTEGER:
+		v.k = V_INT;
+		v.i = (int64_t)json_integer_value(j);
+		break;
+	case JSON_REAL: v = mkfloat(json_real_value(j)); break;
+	case JSON_TRUE: v = mkbool(true); break;
+	case JSON_FALSE: v = mkbool(false); break;
+	case JSON_NULL: v.k = V_NIL; break;
+	}
+	return v;
+}
+
+/* The shape of an array element or struct field. */
+static enum jshape elem_shape(const json_t *j, const char *key)
+{
+	if (json_is_object(j))
+		return key && (strcmp(key, "labels") == 0 || strcmp(key, "annotations") == 0 ||
+			       strstr(key, "Labels") || strstr(key, "Annotations"))
+			   ? JS_MAP
+			   : (key ? JS_MAP : JS_STRUCT);
+	if (json_is_array(j))
+		return key && strcmp(key, "alerts") == 0 ? JS_ALERTS : JS_LIST;
+	return JS_MAP;
+}
+
+static int cmp_cstr(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The keys of obj, sorted (Go's map order); the array is malloc'd. */
+static const char **sorted_keys(const json_t *obj, size_t *n)
+{
+	const char **k = usher_calloc(json_object_size(obj) + 1, sizeof(*k));
+	const char *key;
+	json_t *val;
+
+	*n = 0;
+	json_object_foreach((json_t *)obj, key, val)
+	{
+		(void)val;
+		k[(*n)++] = key;
+	}
+	qsort(k, *n, sizeof(*k), cmp_cstr);
+	return k;
+}
+
+static const json_t *keep(struct exec *x, json_t *j)
+{
+	json_array_append_new(x->keep, j);
+	return j;
+}
+
+static const json_t *json_sorted_pairs(struct exec *x, const json_t *obj)
+{
+	size_t n, i;
+	const char **k = sorted_keys(obj, &n);
+	json_t *arr = json_array();
+
+	for (i = 0; i < n; i++)
+		json_array_append_new(arr, json_pack("[sO]", k[i], json_object_get(obj, k[i])));
+	free(k);
+	return keep(x, arr);
+}
+
+static void json_range_item(struct exec *x, const struct val *v, size_t i, struct val *key,
+			    struct val *elem)
+{
+	const json_t *e = json_array_get(v->j, i);
+
+	(void)x;
+	if (v->i == JS_MAP) { /* a map turned into [key, value] pairs */
+		*key = mkstr(json_string_value(json_array_get(e, 0)));
+		*elem = json_val(json_array_get(e, 1), JS_MAP);
+		return;
+	}
+	memset(key, 0, sizeof(*key));
+	key->k = V_INT;
+	key->i = (int64_t)i;
+	*elem = json_val(e, json_is_object(e) ? JS_STRUCT : JS_LIST);
+}
+
+/* The Name (or Value) of every pair of a SortedPairs list. */
+static const json_t *pairs_column(struct exec *x, const json_t *pairs, const char *col)
+{
+	json_t *arr = json_array();
+	size_t i;
+
+	for (i = 0; i < json_array_size(pairs); i++) {
+		json_t *s = json_object_get(json_array_get(pairs, i), col);
+
+		json_array_append_new(arr, json_string(json_string_value(s) ? json_string_value(s) : ""));
+	}
+	return keep(x, arr);
+}
+
+static bool json_field(struct exec *x, const struct val *v, const char *name, struct val *out)
+{
+	const json_t *j = v->j, *f;
+	size_t i, n;
+
+	memset(out, 0, sizeof(*out));
+	out->k = V_JSON;
+	if (json_is_array(j)) {
+		if (strcmp(name, "Firing") == 0 || strcmp(name, "Resolved") == 0) {
+			json_t *arr = json_array();
+			const char *want = name[0] == 'F' ? "firing" : "resolved";
+
+			for (i = 0; i < json_array_size(j); i++) {
+				const char *st = json_string_value(
+				    json_object_get(json_array_get(j, i), "status"));
+
+				if (st && strcmp(st, want) == 0)
+					json_array_append(arr, json_array_get(j, i));
+			}
+			out->j = keep(x, arr);
+			out->i = JS_ALERTS;
+			return true;
+		}
+		if (strcmp(name, "Names") == 0 || strcmp(name, "Values") == 0) {
+			out->j = pairs_column(x, j, name[0] == 'N' ? "Name" : "Value");
+			out->i = JS_LIST;
+			return true;
+		}
+		return xerrorf(x, "can't evaluate field %s in type %s", name, type_name(v));
+	}
+	if (v->i == JS_MAP) {
+		if (strcmp(name, "SortedPairs") == 0) {
+			const char **k = sorted_keys(j, &n);
+			json_t *arr = json_array();
+
+			for (i = 0; i < n; i++)
+				json_array_append_new(arr, json_pack("{sssO}", "Name", k[i], "Value",
+								     json_object_get(j, k[i])));
+			free(k);
+			out->j = keep(x, arr);
+			out->i = JS_LIST;
+			return true;
+		}
+		if (strcmp(name, "Names") == 0 || strcmp(name, "Values") == 0) {
+			const char **k = sorted_keys(j, &n);
+			json_t *arr = json_array();
+
+			for (i = 0; i < n; i++)
+				json_array_append(arr, name[0] == 'N' ? json_string(k[i])
+								      : json_object_get(j, k[i]));
+			/* json_string above is a new reference: balance it */
+			if (name[0] == 'N')
+				for (i = 0; i < n; i++)
+					json_decref(json_array_get(arr, i));
+			free(k);
+			out->j = keep(x, arr);
+			out->i = JS_LIST;
+			return true;
+		}
+		if (strcmp(name, "Remove") == 0)
+			return xerrorf(x, "wrong number of args for Remove: want 1 got 0");
+		f = json_object_get(j, name);
+		/* missingkey=zero, as Alertmanager sets it */
+		*out = f ? json_val(f, JS_MAP) : mkstr("");
+		return true;
+	}
+	/* a struct: Go's field name, or the JSON key it is sent as */
+	f = json_object_get(j, name);
+	if (!f && name[0] >= 'A' && name[0] <= 'Z') {
+		char low[128];
+
+		snprintf(low, sizeof(low), "%s", name);
+		low[0] = (char)tolower((unsigned char)low[0]);
+		f = json_object_get(j, low);
+		if (f) {
+			*out = json_val(f, elem_shape(f, low));
+			return true;
+		}
+	}
+	if (f) {
+		*out = json_val(f, elem_shape(f, name));
+		return true;
+	}
+	{
+		static const char *const known[] = {
+		    "Receiver", "Status",   "Alerts",      "GroupLabels", "CommonLabels",
+		    "CommonAnnotations", "ExternalURL", "Labels", "Annotations", "StartsAt",
+		    "EndsAt",   "GeneratorURL", "Fingerprint", "GroupKey",  "TruncatedAlerts",
+		    "Name",     "Value",
+		};
+
+		for (i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+			if (strcmp(known[i], name) == 0) {
+				*out = mkstr("");
+				return true;
+			}
+	}
+	return xerrorf(x, "can't evaluate field %s in type %s", name, type_name(v));
+}
+
+/* `.CommonLabels.Remove .GroupLabels.Names`: the one method of the data
+ * model that takes an argument. */
+static bool json_method_call(struct exec *x, const struct val *dot, const struct node *cmd,
+			     const struct val *final, struct val *out)
+{
+	const struct node *first = cmd->items[0];
+	const char *method = first->ident[first->nident - 1];
+	struct val recv, arg;
+	size_t i, start = first->k == N_VARIABLE ? 1 : 0;
+	json_t *copy;
+
+	if (first->k == N_VARIABLE) {
+		if (!var_get(x, first->ident[0], &recv))
+			return false;
+	} else if (first->k == N_CHAIN) {
+		if (!eval_arg(x, dot, first->base, &recv))
+			return false;
+	} else
+		recv = *dot;
+	for (i = start; i + 1 < first->nident; i++) {
+		struct val r;
+
+		if (!field(x, &recv, first->ident[i], &r))
+			return false;
+		recv = r;
+	}
+	/* .StartsAt.Format "2006-01-02": times are RFC 3339 strings here */
+	if (strcmp(method, "Format") == 0 && recv.k == V_STRING) {
+		if (cmd->n + (final ? 1 : 0) != 2)
+			return xerrorf(x, "wrong number of args for Format: want 1 got %zu",
+				       cmd->n - 1 + (final ? 1 : 0));
+		if (final)
+			arg = *final;
+		else if (!eval_arg(x, dot, cmd->items[1], &arg))
+			return false;
+		if (arg.k != V_STRING)
+			return xerrorf(x, "wrong type for value; expected string; got %s",
+				       type_name(&arg));
+		return time_format(x, "Format", arg.s, recv.s, out);
+	}
+	if (strcmp(method, "Remove") != 0 || recv.k != V_JSON || recv.i != JS_MAP)
+		return xerrorf(x, "%s is not a method but has arguments", method);
+	if (cmd->n + (final ? 1 : 0) != 2)
+		return xerrorf(x, "wrong number of args for Remove: want 1 got %zu",
+			       cmd->n - 1 + (final ? 1 : 0));
+	if (final)
+		arg = *final;
+	else if (!eval_arg(x, dot, cmd->items[1], &arg))
+		return false;
+	if (arg.k != V_JSON || !json_is_array(arg.j))
+		return xerrorf(x, "wrong type for value; expected []string; got %s", type_name(&arg));
+	copy = json_deep_copy(recv.j);
+	for (i = 0; i < json_array_size(arg.j); i++) {
+		const char *k = json_string_value(json_array_get(arg.j, i));
+
+		if (k)
+			json_object_del(copy, k);
+	}
+	memset(out, 0, sizeof(*out));
+	out->k = V_JSON;
+	out->j = keep(x, copy);
+	out->i = JS_MAP;
+	return true;
+}
+
+static bool json_index(struct exec *x, const struct val *cur, const struct val *k,
+		       struct val *out)
+{
+	if (json_is_object(cur->j)) {
+		const json_t *f;
+
+		if (k->k != V_STRING)
+			return xerrorf(x, "error calling index: value has type %s; should be string",
+				       type_name(k));
+		f = json_object_get(cur->j, k->s);
+		*out = f ? json_val(f, elem_shape(f, cur->i == JS_MAP ? NULL : k->s)) : mkstr("");
+		if (f && cur->i == JS_MAP)
+			*out = json_val(f, JS_MAP);
+		return true;
+	}
+	if (k->k != V_INT)
+		return xerrorf(x, "error calling index: cannot index slice/array with type %s",
+			       type_name(k));
+	if (k->i < 0 || (size_t)k->i >= json_array_size(cur->j))
+		return xerrorf(x, "error calling index: index out of range: %" PRId64, k->i);
+	{
+		const json_t *e = json_array_get(cur->j, (size_t)k->i);
+
+		*out = json_val(e, json_is_object(e) ? JS_STRUCT : JS_LIST);
+	}
+	return true;
+}
+
+/* fmt's %v, near enough: maps as map[k:v …] in key order, lists as [a b]. */
+static void print_json(struct exec *x, struct usher_buf *b, const json_t *j, int shape)
+{
+	size_t i, n;
+
+	if (json_is_object(j)) {
+		const char **k = sorted_keys(j, &n);
+
+		(void)usher_buf_addstr(b, shape == JS_MAP ? "map[" : "{");
+		for (i = 0; i < n; i++) {
+			struct val e = json_val(json_object_get(j, k[i]), JS_MAP);
+
+			if (i)
+				(void)usher_buf_addc(b, ' ');
+			if (shape == JS_MAP)
+				(void)usher_buf_addf(b, "%s:", k[i]);
+			print_val(x, b, &e);
+		}
+		(void)usher_buf_addc(b, shape == JS_MAP ? ']' : '}');
+		free(k);
+		return;
+	}
+	(void)usher_buf_addc(b, '[');
+	for (i = 0; i < json_array_size(j); i++) {
+		const json_t *e = json_array_get(j, i);
+		struct val ev = json_val(e, json_is_object(e) ? JS_STRUCT : JS_LIST);
+
+		if (i)
+			(void)usher_buf_addc(b, ' ');
+		print_val(x, b, &ev);
+	}
+	(void)usher_buf_addc(b, ']');
+}
+
+enum usher_err usher_template_expand_json(const struct usher_template *t, const char *define,
+					  const json_t *dot_json, struct usher_buf *out,
+					  struct usher_error *err)
+{
+	struct exec x;
+	struct val dot;
+	const struct node *root = t->root;
+	bool ok;
+
+	if (!t->json || !json_is_object(dot_json))
+		return usher_fail(err, USHER_ERR_INVALID,
+				  "template %s: not a notification template or data not an object",
+				  t->name);
+	memset(&x, 0, sizeof(x));
+	x.t = t;
+	x.out = out;
+	x.a = usher_arena_new();
+	x.err = err;
+	x.cur_name = t->name;
+	x.keep = json_array();
+	x.root_t = t;
+	if (define) {
+		const struct usher_template *in = t;
+		size_t i;
+
+		for (;;) {
+			for (i = 0; i < in->ndefs; i++)
+				if (strcmp(in->defs[i].name, define) == 0)
+					break;
+			if (i < in->ndefs || !in->lib)
+				break;
+			in = in->lib;
+		}
+		if (i == in->ndefs) {
+			free(x.vars);
+			usher_arena_free(x.a);
+			json_decref(x.keep);
+			return usher_fail(err, USHER_ERR_NOTFOUND,
+					  "template: no template \"%s\" associated with template "
+					  "\"%s\"",
+					  define, t->name);
+		}
+		x.t = in;
+		x.cur_name = in->defs[i].name;
+		root = in->defs[i].list;
+	}
+	dot = json_val(dot_json, JS_STRUCT);
+	var_push(&x, "$", &dot);
+	ok = walk_list(&x, &dot, root);
+	free(x.vars);
+	usher_arena_free(x.a);
+	json_decref(x.keep);
+	if (x.toobig)
+		return usher_fail(err, USHER_ERR_TOOBIG, "template %s: output larger than %zu bytes",
+				  t->name, out->max);
+	return ok ? USHER_OK : USHER_ERR_INVALID;
+}
+
+bool usher_template_has_define(const struct usher_template *t, const char *name)
+{
+	size_t i;
+
+	for (; t; t = t->lib)
+		for (i = 0; i < t->ndefs; i++)
+			if (strcmp(t->defs[i].name, name) == 0)
+				return true;
+	return false;
 }

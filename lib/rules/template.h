@@ -76,6 +76,33 @@ const char *usher_template_expand_alert(const struct usher_template *t,
  * (rules skip the expansion). */
 bool usher_template_is_literal(const struct usher_template *t);
 
+/* Notification templates (Alertmanager's dialect; lib/notify/notifytmpl).
+ * Parsed like usher_template_parse, but with Alertmanager's functions
+ * (toUpper, toLower, title, trimSpace, join, match, safeHtml, safeUrl,
+ * urlUnescape, reReplaceAll, stringSlice, humanizeDuration and Go's
+ * builtins; Prometheus' query functions are refused), only `$` predefined,
+ * and `{{template "x" .}}` finding x among the template's own defines and
+ * then lib's (borrowed: it must outlive the template; NULL for none). */
+enum usher_err usher_template_parse_json(const char *name, const char *text,
+					 const struct usher_template *lib,
+					 struct usher_template **out, struct usher_error *err);
+
+/* Expands a notification template over dot, a JSON object holding
+ * Alertmanager's template data as its webhook sends it ("status",
+ * "receiver", "groupLabels", "alerts"…). Go's field names reach the JSON
+ * keys (.CommonLabels → "commonLabels", .StartsAt → "startsAt"); label
+ * maps read a missing key as "" and have SortedPairs, Names, Values and
+ * Remove; alert lists have Firing and Resolved. define, when not NULL,
+ * expands that define (of t or its lib) instead of t's text. Errors as
+ * usher_template_expand; USHER_ERR_NOTFOUND for an unknown define. */
+struct json_t;
+enum usher_err usher_template_expand_json(const struct usher_template *t, const char *define,
+					  const struct json_t *dot, struct usher_buf *out,
+					  struct usher_error *err);
+
+/* Whether t or its lib defines name. */
+bool usher_template_has_define(const struct usher_template *t, const char *name);
+
 /* Go's %v of a float64 (strconv 'g' shortest, exponent from 1e+06 and
  * below 1e-04: "1e+06", "123456", "1e-05", "NaN", "+Inf"). len >= 32. */
 void usher_template_format_float(double v, char *out, size_t len);

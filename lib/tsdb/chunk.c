@@ -8,9 +8,13 @@
 
 #include "core/mem.h"
 
+/* Bytes kept zeroed past the data, so a reader can always load 8 bytes at
+ * the last byte used plus one (get_bits' fast path). */
+#define PAD 9
+
 static void ensure(struct usher_chunk *c, uint32_t bits)
 {
-	uint32_t need = (c->nbits + bits + 7) / 8;
+	uint32_t need = (c->nbits + bits + 7) / 8 + PAD;
 
 	if (need <= c->cap)
 		return;
@@ -38,19 +42,27 @@ static void put_bits(struct usher_chunk *c, uint64_t v, unsigned n)
 	}
 }
 
-static uint64_t get_bits(const struct usher_chunk *c, uint32_t *pos, unsigned n)
+static inline uint64_t load_be64(const uint8_t *p)
 {
-	uint64_t v = 0;
+	uint64_t w;
 
-	while (n > 0) {
-		uint32_t byte = *pos / 8, off = *pos % 8;
-		unsigned room = 8 - off, take = n < room ? n : room;
-		uint8_t bits = (uint8_t)((c->data[byte] >> (room - take)) & ((1u << take) - 1));
+	memcpy(&w, p, sizeof(w));
+	return __builtin_bswap64(w);
+}
 
-		v = (v << take) | bits;
-		*pos += take;
-		n -= take;
-	}
+/* Reads n (1..64) bits at *pos, most significant first, with one unaligned
+ * 64-bit load (queries spend their time here). The PAD bytes after the
+ * data make the load safe at any position inside it. */
+static inline uint64_t get_bits(const struct usher_chunk *c, uint32_t *pos, unsigned n)
+{
+	uint32_t byte = *pos >> 3, off = *pos & 7;
+	uint64_t w, v;
+
+	w = load_be64(c->data + byte) << off;
+	v = w >> (64 - n);
+	if (off + n > 64) /* the tail is in the ninth byte */
+		v |= (uint64_t)c->data[byte + 8] >> (72 - off - n);
+	*pos += n;
 	return v;
 }
 
@@ -97,12 +109,13 @@ static int64_t sign_extend(uint64_t v, unsigned bits)
 	return (int64_t)((v ^ m) - m);
 }
 
-static int64_t get_dod(const struct usher_chunk *c, uint32_t *pos)
+static inline int64_t get_dod(const struct usher_chunk *c, uint32_t *pos)
 {
-	unsigned prefix = 0;
+	/* the 1-4 bit prefix at once: 0, 10, 110, 1110, 1111 */
+	unsigned four = (unsigned)(load_be64(c->data + *pos / 8) << (*pos & 7) >> 60);
+	unsigned prefix = (unsigned)__builtin_clz(~(four << 28) | 0x0fffffffu);
 
-	while (prefix < 4 && get_bits(c, pos, 1))
-		prefix++;
+	*pos += prefix < 4 ? prefix + 1 : 4;
 	switch (prefix) {
 	case 0: return 0;
 	case 1: return sign_extend(get_bits(c, pos, 14), 14);
@@ -140,13 +153,19 @@ static void put_value(struct usher_chunk *c, struct usher_chunk_state *st, uint6
 	st->trailing = (uint8_t)trail;
 }
 
-static uint64_t get_value(const struct usher_chunk *c, uint32_t *pos, struct usher_chunk_state *st)
+static inline uint64_t get_value(const struct usher_chunk *c, uint32_t *pos, struct usher_chunk_state *st)
 {
-	unsigned sig;
+	unsigned sig, ctl;
 
-	if (!get_bits(c, pos, 1))
+	/* the one or two control bits at once: 0 same value, 10 the previous
+	 * window, 11 a new window */
+	ctl = (unsigned)(load_be64(c->data + *pos / 8) << (*pos & 7) >> 62);
+	if (!(ctl & 2)) {
+		*pos += 1;
 		return st->v;
-	if (get_bits(c, pos, 1)) {
+	}
+	*pos += 2;
+	if (ctl & 1) {
 		st->leading = (uint8_t)get_bits(c, pos, 5);
 		sig = (unsigned)get_bits(c, pos, 6);
 		if (sig == 0)
@@ -182,7 +201,7 @@ void usher_chunk_append(struct usher_chunk *c, struct usher_chunk_state *st, int
 
 void usher_chunk_seal(struct usher_chunk *c)
 {
-	uint32_t used = (c->nbits + 7) / 8;
+	uint32_t used = (c->nbits + 7) / 8 + PAD;
 
 	if (used && used < c->cap) {
 		c->data = usher_realloc(c->data, used);
@@ -208,6 +227,35 @@ void usher_chunk_iter_init(struct usher_chunk_iter *it, const struct usher_chunk
 	memset(it, 0, sizeof(*it));
 	it->c = c;
 	it->st.leading = 0xff;
+}
+
+size_t usher_chunk_decode(const struct usher_chunk *c, int64_t mint, int64_t maxt, int64_t *ts,
+			  double *vs)
+{
+	struct usher_chunk_state st = {.leading = 0xff};
+	uint32_t pos = 0;
+	size_t k = 0;
+	uint16_t i;
+
+	if (c->n == 0)
+		return 0;
+	st.t = (int64_t)get_bits(c, &pos, 64);
+	st.v = get_bits(c, &pos, 64);
+	for (i = 0;;) {
+		if (st.t > maxt)
+			break;
+		if (st.t >= mint) {
+			ts[k] = st.t;
+			vs[k] = u2f(st.v);
+			k++;
+		}
+		if (++i >= c->n)
+			break;
+		st.delta += get_dod(c, &pos);
+		st.t += st.delta;
+		st.v = get_value(c, &pos, &st);
+	}
+	return k;
 }
 
 bool usher_chunk_iter_next(struct usher_chunk_iter *it, int64_t *t, double *v)

@@ -47,6 +47,11 @@ struct usher_chunk_iter {
 };
 
 void usher_chunk_iter_init(struct usher_chunk_iter *it, const struct usher_chunk *c);
+/* Decodes the samples of c with mint <= t <= maxt into ts and vs (room
+ * for c->n each); returns how many. Faster than an iterator: the state
+ * stays in registers. */
+size_t usher_chunk_decode(const struct usher_chunk *c, int64_t mint, int64_t maxt, int64_t *ts,
+			  double *vs);
 /* Reads the next sample into *t, *v; false at the end. The chunk must not
  * be appended to while an iterator reads it. */
 bool usher_chunk_iter_next(struct usher_chunk_iter *it, int64_t *t, double *v);

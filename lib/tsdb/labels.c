@@ -150,7 +150,8 @@ bool usher_labels_normalize(struct usher_labels *l, struct usher_label *pairs)
 {
 	size_t i, j = 0;
 
-	qsort(pairs, l->n, sizeof(*pairs), pair_cmp);
+	if (l->n > 1) /* qsort wants a non-NULL array even for none */
+		qsort(pairs, l->n, sizeof(*pairs), pair_cmp);
 	for (i = 0; i < l->n; i++) {
 		if (i > 0 && strcmp(pairs[i].name, pairs[i - 1].name) == 0)
 			return false;

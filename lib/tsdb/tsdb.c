@@ -69,6 +69,13 @@ void usher_tsdb_options_default(struct usher_tsdb_options *o)
 	o->max_series = USHER_TSDB_DEFAULT_MAX_SERIES;
 }
 
+void usher_tsdb_set_options(struct usher_tsdb *db, const struct usher_tsdb_options *o)
+{
+	pthread_rwlock_wrlock(&db->lock);
+	db->opts = *o;
+	pthread_rwlock_unlock(&db->lock);
+}
+
 struct usher_tsdb *usher_tsdb_new(const struct usher_tsdb_options *o)
 {
 	struct usher_tsdb *db = usher_calloc(1, sizeof(*db));
@@ -470,13 +477,16 @@ static int series_cmp(const void *x, const void *y)
 	return usher_labels_cmp(&a->labels, &b->labels);
 }
 
-enum usher_err usher_tsdb_select(struct usher_tsdb *db, const struct usher_matcher *m, size_t nm,
-				 int64_t mint, int64_t maxt, struct usher_arena *a, size_t *budget,
-				 struct usher_series **out, size_t *nout, struct usher_error *err)
+static enum usher_err select_series(struct usher_tsdb *db, const struct usher_matcher *m,
+				    size_t nm, int64_t mint, int64_t maxt, struct usher_arena *a,
+				    size_t *budget, struct usher_series **out, size_t *nout,
+				    bool sorted, struct usher_error *err)
 {
 	enum usher_err rc = USHER_OK;
 	struct usher_series *res = NULL;
-	size_t nres = 0, i, j, n;
+	size_t nres = 0, i, j, n, scratch_cap = 0;
+	int64_t *scratch_t = NULL, *ts;
+	double *scratch_v = NULL, *vs;
 	uint32_t *ids;
 
 	pthread_rwlock_rdlock(&db->lock);
@@ -486,8 +496,6 @@ enum usher_err usher_tsdb_select(struct usher_tsdb *db, const struct usher_match
 	for (i = 0; i < n; i++) {
 		const struct series *s = usher_u64map_get(&db->by_id, ids[i]);
 		size_t upper = 0, k = 0;
-		int64_t *ts;
-		double *vs;
 		bool ok = true;
 
 		if (!s)
@@ -504,25 +512,18 @@ enum usher_err usher_tsdb_select(struct usher_tsdb *db, const struct usher_match
 				upper += s->chunks[j].n;
 		if (!upper)
 			continue;
-		ts = usher_arena_alloc(a, upper * sizeof(*ts));
-		vs = usher_arena_alloc(a, upper * sizeof(*vs));
+		/* decode into the scratch, then copy just what is in range: a
+		 * 5m window of a 30m chunk keeps a sixth of what it decodes */
+		if (upper > scratch_cap) {
+			scratch_cap = upper * 2;
+			scratch_t = usher_realloc(scratch_t, scratch_cap * sizeof(*scratch_t));
+			scratch_v = usher_realloc(scratch_v, scratch_cap * sizeof(*scratch_v));
+		}
 		for (j = 0; j < s->nchunks; j++) {
-			struct usher_chunk_iter it;
-			int64_t t;
-			double v;
-
 			if (!s->chunks[j].n || s->chunks[j].maxt < mint || s->chunks[j].mint > maxt)
 				continue;
-			usher_chunk_iter_init(&it, &s->chunks[j]);
-			while (usher_chunk_iter_next(&it, &t, &v)) {
-				if (t < mint)
-					continue;
-				if (t > maxt)
-					break;
-				ts[k] = t;
-				vs[k] = v;
-				k++;
-			}
+			k += usher_chunk_decode(&s->chunks[j], mint, maxt, scratch_t + k,
+						scratch_v + k);
 		}
 		if (!k)
 			continue;
@@ -537,15 +538,19 @@ enum usher_err usher_tsdb_select(struct usher_tsdb *db, const struct usher_match
 		}
 		usher_labels_copy(a, &s->labels, &res[nres].labels);
 		res[nres].n = k;
-		res[nres].t = ts;
-		res[nres].v = vs;
+		res[nres].t = ts = usher_arena_alloc(a, k * sizeof(*ts));
+		res[nres].v = vs = usher_arena_alloc(a, k * sizeof(*vs));
+		memcpy(ts, scratch_t, k * sizeof(*ts));
+		memcpy(vs, scratch_v, k * sizeof(*vs));
 		nres++;
 	}
 	pthread_rwlock_unlock(&db->lock);
 	free(ids);
+	free(scratch_t);
+	free(scratch_v);
 	if (rc)
 		nres = 0;
-	if (nres > 1)
+	if (sorted && nres > 1)
 		qsort(res, nres, sizeof(*res), series_cmp);
 	*out = res;
 	*nout = nres;
@@ -641,12 +646,22 @@ void usher_tsdb_stats(struct usher_tsdb *db, struct usher_tsdb_stats *st)
 	pthread_rwlock_unlock(&db->lock);
 }
 
+enum usher_err usher_tsdb_select(struct usher_tsdb *db, const struct usher_matcher *m, size_t nm,
+				 int64_t mint, int64_t maxt, struct usher_arena *a, size_t *budget,
+				 struct usher_series **out, size_t *nout, struct usher_error *err)
+{
+	return select_series(db, m, nm, mint, maxt, a, budget, out, nout, true, err);
+}
+
+/* The evaluator needs no order (it matches and groups by hash, and sorts
+ * what it returns where order is defined), so it is spared the sort by
+ * labels, a tenth of a typical query's time. */
 static enum usher_err tsdb_select_fn(void *ctx, const struct usher_matcher *m, size_t nm,
 				     int64_t mint, int64_t maxt, struct usher_arena *a,
 				     size_t *budget, struct usher_series **out, size_t *nout,
 				     struct usher_error *err)
 {
-	return usher_tsdb_select(ctx, m, nm, mint, maxt, a, budget, out, nout, err);
+	return select_series(ctx, m, nm, mint, maxt, a, budget, out, nout, false, err);
 }
 
 struct usher_storage usher_tsdb_storage(struct usher_tsdb *db)

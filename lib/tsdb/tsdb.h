@@ -43,6 +43,10 @@ void usher_tsdb_options_default(struct usher_tsdb_options *o);
 struct usher_tsdb;
 
 struct usher_tsdb *usher_tsdb_new(const struct usher_tsdb_options *o);
+/* Changes the retention and the series limit (a reload): a shorter
+ * retention applies at the next truncation; a lower limit refuses new
+ * series only, never drops existing ones. Thread-safe. */
+void usher_tsdb_set_options(struct usher_tsdb *db, const struct usher_tsdb_options *o);
 /* Frees the store and every sample. Accepts NULL. */
 void usher_tsdb_free(struct usher_tsdb *db);
 
@@ -131,7 +135,8 @@ void usher_tsdb_stats(struct usher_tsdb *db, struct usher_tsdb_stats *st);
 
 /* The read interface the PromQL evaluator queries: usher_tsdb_select's
  * contract behind a function pointer, so the rule engine or a test can put
- * something else (a view with query_offset, a fake) in front of it. */
+ * something else (a view with query_offset, a fake) in front of it —
+ * except that the series may come in any order. */
 typedef enum usher_err usher_storage_select_fn(void *ctx, const struct usher_matcher *m, size_t nm,
 					       int64_t mint, int64_t maxt, struct usher_arena *a,
 					       size_t *budget, struct usher_series **out,

@@ -243,3 +243,81 @@ def _alive(pid):
         return True
     except ProcessLookupError:
         return False
+
+
+# ------------------------------------------------- booking-like dataset ----
+# Used by the backup, restore and drill tests and by bench/backup: uuid keys,
+# text with non-ASCII characters, jsonb, NULLs, indexes (btree, unique, GIN),
+# foreign keys, a second schema and an identifier that needs quoting.
+
+def booking_dataset_sql(bookings):
+    """SQL creating the booking schema with `bookings` rows in bookings (and
+    bookings/100 events, bookings/10 customers, 10 venues of 1000 seats),
+    generated server-side, deterministic."""
+    n = max(int(bookings), 1)
+    events, customers = max(n // 100, 1), max(n // 10, 1)
+    return f"""
+CREATE TABLE venues (id serial PRIMARY KEY, name text NOT NULL, city text NOT NULL,
+  meta jsonb NOT NULL DEFAULT '{{}}');
+CREATE TABLE seats (id bigserial PRIMARY KEY, venue_id int NOT NULL REFERENCES venues(id),
+  section text NOT NULL, row_label text NOT NULL, number int NOT NULL,
+  UNIQUE (venue_id, section, row_label, number));
+CREATE TABLE events (id uuid PRIMARY KEY, venue_id int NOT NULL REFERENCES venues(id),
+  title text NOT NULL, starts_at timestamptz NOT NULL, details jsonb);
+CREATE INDEX events_venue_starts ON events (venue_id, starts_at);
+CREATE TABLE customers (id uuid PRIMARY KEY, email text NOT NULL UNIQUE, name text,
+  prefs jsonb);
+CREATE TABLE bookings (id uuid PRIMARY KEY, event_id uuid NOT NULL REFERENCES events(id),
+  seat_id bigint NOT NULL REFERENCES seats(id), customer_id uuid NOT NULL REFERENCES customers(id),
+  status text NOT NULL CHECK (status IN ('held', 'paid', 'cancelled')),
+  price_cents int NOT NULL, booked_at timestamptz NOT NULL, payload jsonb NOT NULL);
+CREATE INDEX bookings_customer ON bookings (customer_id);
+CREATE INDEX bookings_event_status ON bookings (event_id, status);
+CREATE SCHEMA audit;
+CREATE TABLE audit."Log Entries" (id bigserial PRIMARY KEY, at timestamptz NOT NULL, what text);
+
+INSERT INTO venues (name, city, meta)
+  SELECT 'Venue ' || v, (ARRAY['Berlin', 'Paris', 'Lisboa', 'Kraków'])[1 + v % 4],
+         jsonb_build_object('capacity', 1000, 'accessible', v % 2 = 0)
+  FROM generate_series(1, 10) v;
+INSERT INTO seats (venue_id, section, row_label, number)
+  SELECT v, 'S' || (s / 250), chr(65 + (s / 25) % 10), s % 25
+  FROM generate_series(1, 10) v, generate_series(0, 999) s;
+INSERT INTO events (id, venue_id, title, starts_at, details)
+  SELECT md5('e' || e)::uuid, 1 + e % 10, 'Concert #' || e || ' — «Tour»',
+         timestamptz '2026-01-01 00:00:00+00' + e * interval '3 hours',
+         jsonb_build_object('genre', (ARRAY['rock', 'jazz', 'opera'])[1 + e % 3],
+                            'tags', jsonb_build_array('a' || e % 7, 'b' || e % 5))
+  FROM generate_series(1, {events}) e;
+INSERT INTO customers (id, email, name, prefs)
+  SELECT md5('c' || c)::uuid, 'user' || c || '@example.com', 'Customer ' || c,
+         CASE WHEN c % 3 = 0 THEN NULL ELSE jsonb_build_object('newsletter', c % 2 = 0) END
+  FROM generate_series(1, {customers}) c;
+INSERT INTO bookings
+  SELECT md5('b' || b)::uuid, md5('e' || (1 + b % {events}))::uuid, 1 + (b::bigint * 7919) % 10000,
+         md5('c' || (1 + b % {customers}))::uuid, (ARRAY['held', 'paid', 'cancelled'])[1 + b % 3],
+         1000 + b % 9000, timestamptz '2026-01-01 00:00:00+00' + b * interval '1 minute',
+         jsonb_build_object('channel', 'web', 'note', md5(b::text), 'items', b % 4)
+  FROM generate_series(1, {n}) b;
+CREATE INDEX bookings_payload ON bookings USING gin (payload);
+INSERT INTO audit."Log Entries" (at, what)
+  SELECT timestamptz '2026-01-01 00:00:00+00' + i * interval '1 second', 'it''s entry ' || i
+  FROM generate_series(1, 50) i;
+ANALYZE;
+"""
+
+
+def table_hashes(server, db):
+    """{"schema.table": (rows, md5 of the rows' text in order)} of every
+    user table of db, to compare a database with its restored copy."""
+    tables = server.sql("SELECT quote_ident(table_schema) || '.' || quote_ident(table_name) "
+                        "FROM information_schema.tables WHERE table_type = 'BASE TABLE' AND "
+                        "table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1",
+                        db=db).splitlines()
+    out = {}
+    for t in tables:
+        row = server.sql(f"SELECT count(*), md5(coalesce(string_agg(x::text, E'\\n' "
+                         f"ORDER BY x::text), '')) FROM ONLY {t} x", db=db)
+        rows, digest = row.split("|")
+        out[t] = (int(rows), digest)
+    return out

@@ -87,5 +87,44 @@ def check_receiver_down_then_up(h, ctx):
     expect(not missing, f"{len(missing)} of {len(sent)} events lost while the receiver was down")
 
 
+def check_renamed_sink_spool_is_reported(h, ctx):
+    """A sink renamed while its spool holds events: the events stay on disk,
+    a warning names the directory, a gauge counts the bytes; naming the sink
+    back delivers them."""
+    port = free_port()
+    probe_port = free_port()
+    text = config(port, probe_port)
+    u = start_usherd(h, text, name="ls-rename", config_name="ls-rename.yml")
+    wait_until(lambda: (u.metrics().value("usher_log_spool_bytes", sink="logstash") or 0) > 0,
+               20, "events waiting in the spool")
+    renamed = text.replace("{type: logstash,", "{type: logstash, name: moved,")
+    expect(renamed != text, "the config has the logstash sink to rename")
+    Path(u.config_path).write_text(renamed)
+    u.reload()
+    orphan = wait_until(lambda: u.metrics().value("usher_log_spool_orphaned_bytes",
+                                                   sink="logstash"), 20,
+                        "usher_log_spool_orphaned_bytes for the old name")
+    expect(orphan > 0, f"orphaned bytes: {orphan}")
+    warned = [e for e in u.events() if e.get("event.action") == "log-spool-orphaned"]
+    expect(warned and warned[0].get("usher.log.sink") == "logstash" and
+           warned[0].get("file.directory", "").endswith("/logship/logstash"),
+           f"the warning names the sink and its directory: {warned}")
+    Path(u.config_path).write_text(text)
+    u.reload()
+    wait_until(lambda: u.metrics().value("usher_log_spool_orphaned_bytes",
+                                         sink="logstash") is None, 20,
+               "no orphan once the sink has its name back")
+    rx = LinesReceiver(h, port)
+    # listening and started went to the first sink's spool; what was logged
+    # while the sink was called "moved" stays in moved's spool
+    first = [i for i, _, e in shipped_events(u.proc.stdout())
+             if e.get("event.action") in ("listening", "started")]
+    expect(len(first) == 2, f"events numbered before the rename: {first}")
+    wait_until(lambda: all(i in {e.get("event.id") for e in received(rx)} for i in first),
+               30, "the events from before the rename delivered")
+    u.stop_checked()
+
+
 if __name__ == "__main__":
-    main("logs_logstash", setup, [check_reconnect_and_replay, check_receiver_down_then_up])
+    main("logs_logstash", setup, [check_reconnect_and_replay, check_receiver_down_then_up,
+                                  check_renamed_sink_spool_is_reported])

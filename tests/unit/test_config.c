@@ -124,10 +124,10 @@ static void test_errors(void **state)
 		 "    interval: 10s\n    timeout: 10s\n",
 		 "t.yml:6:14: timeout 10s must be shorter than interval 10s"},
 		{"probes:\n  - name: a\n    type: carrier-pigeon\n",
-		 "t.yml:3:11: unknown probe type \"carrier-pigeon\" (known: http, postgres, redis, "
+		 "t.yml:3:11: unknown probe type \"carrier-pigeon\" (known: http, journey, postgres, redis, "
 		 "memcached, host)"},
 		{"probes:\n  - name: a\n",
-		 "t.yml:2:5: missing required key \"type\" (one of: http, postgres, redis, memcached, "
+		 "t.yml:2:5: missing required key \"type\" (one of: http, journey, postgres, redis, memcached, "
 		 "host)"},
 		{"probes:\n  - type: http\n    url: http://x/\n",
 		 "t.yml:2:5: missing required key \"name\""},

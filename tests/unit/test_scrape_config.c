@@ -184,7 +184,7 @@ static const struct err_case err_cases[] = {
     {"textfile_dir: \"\"\n", "t.yml:1:15: textfile_dir must not be empty"},
     {"textfile_dir: [a]\n", "t.yml:1:15: textfile_dir: expected a directory path, got a sequence"},
     {"probes:\n  - {name: s, type: scrape}\n",
-     "t.yml:2:21: unknown probe type \"scrape\" (known: http, postgres, redis, memcached, host)"},
+     "t.yml:2:21: unknown probe type \"scrape\" (known: http, journey, postgres, redis, memcached, host)"},
 };
 
 static void test_errors(void **state)
