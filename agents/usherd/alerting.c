@@ -37,6 +37,12 @@ struct usherd_alerting {
 	int64_t started_ns;
 	int64_t received, invalid;
 	int port; /* the server's, for externalURL when listen says :0 */
+	/* the silences not expired at the last look (silence_mu), so one
+	 * whose endsAt passes gets its silence-expired event */
+	pthread_mutex_t silence_mu;
+	char **live;
+	size_t nlive;
+	bool live_known;
 };
 
 static const struct usher_metric_desc desc_alerts = {
@@ -169,6 +175,65 @@ static void publish(struct usherd_alerting *a, int64_t now)
 	usher_registry_publish(a->reg, a, set);
 }
 
+static void log_silence(struct usherd_alerting *a, bool created, const char *id,
+			const json_t *silence, const char *reason);
+
+static bool in_list(char **v, size_t n, const char *id)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(v[i], id) == 0)
+			return true;
+	return false;
+}
+
+static void live_free(struct usherd_alerting *a)
+{
+	size_t i;
+
+	for (i = 0; i < a->nlive; i++)
+		free(a->live[i]);
+	free(a->live);
+	a->live = NULL;
+	a->nlive = 0;
+}
+
+/* Once a second: the silences that expired on their own since the last
+ * look get their silence-expired event (those expired through the API got
+ * theirs already: usherd_alerting_silence_expire). The first look only
+ * learns what is live. */
+static void watch_silences(struct usherd_alerting *a, int64_t now)
+{
+	json_t *all, *sil;
+	char **live = NULL;
+	size_t n = 0, i;
+
+	pthread_mutex_lock(&a->silence_mu);
+	all = usher_silences_list_json(a->silences, NULL, now);
+	json_array_foreach(all, i, sil)
+	{
+		const char *id = json_string_value(json_object_get(sil, "id"));
+		const char *state =
+		    json_string_value(json_object_get(json_object_get(sil, "status"), "state"));
+
+		if (!id)
+			continue;
+		if (!state || strcmp(state, "expired") != 0) {
+			live = usher_realloc(live, (n + 1) * sizeof(*live));
+			live[n++] = usher_strdup(id);
+		} else if (a->live_known && in_list(a->live, a->nlive, id)) {
+			log_silence(a, false, id, sil, "endsAt reached");
+		}
+	}
+	json_decref(all);
+	live_free(a);
+	a->live = live;
+	a->nlive = n;
+	a->live_known = true;
+	pthread_mutex_unlock(&a->silence_mu);
+}
+
 static void *run(void *arg)
 {
 	struct usherd_alerting *a = arg;
@@ -184,6 +249,7 @@ static void *run(void *arg)
 		usher_dispatch_tick(a->dispatch, now);
 		if (now - last_publish >= 1000000000LL) {
 			publish(a, now);
+			watch_silences(a, now);
 			last_publish = now;
 		}
 		next = usher_dispatch_next_ns(a->dispatch);
@@ -225,6 +291,7 @@ enum usher_err usherd_alerting_new(const struct usher_config *cfg, struct usher_
 
 	*out = NULL;
 	pthread_mutex_init(&a->mu, NULL);
+	pthread_mutex_init(&a->silence_mu, NULL);
 	pthread_cond_init(&a->cv, NULL);
 	a->log = log;
 	a->reg = reg;
@@ -335,8 +402,8 @@ void usherd_alerting_log_received(struct usherd_alerting *a, const char *source,
 			invalid ? ", some refused" : "");
 }
 
-void usherd_alerting_log_silence(struct usherd_alerting *a, bool created, const char *id,
-				 const json_t *silence)
+static void log_silence(struct usherd_alerting *a, bool created, const char *id,
+			const json_t *silence, const char *reason)
 {
 	const char *author = json_string_value(json_object_get(silence, "createdBy"));
 	const char *comment = json_string_value(json_object_get(silence, "comment"));
@@ -346,6 +413,7 @@ void usherd_alerting_log_silence(struct usherd_alerting *a, bool created, const 
 	    USHER_LFS("event.category", "configuration"),
 	    USHER_LFS("event.type", created ? "creation" : "deletion"),
 	    USHER_LFS("event.outcome", "success"),
+	    USHER_LFS("event.reason", reason),
 	    USHER_LFS("usher.silence.id", id),
 	    USHER_LFS("user.name", author && *author ? author : NULL),
 	    USHER_LFS("usher.silence.comment", comment && *comment ? comment : NULL),
@@ -353,9 +421,43 @@ void usherd_alerting_log_silence(struct usherd_alerting *a, bool created, const 
 
 	if (!a || !a->log)
 		return;
-	usher_log_event(a->log, USHER_LOG_INFO, f, sizeof(f) / sizeof(f[0]), "silence %s %s by %s",
-			id, created ? "created" : "expired",
-			author && *author ? author : "(unknown)");
+	if (created)
+		usher_log_event(a->log, USHER_LOG_INFO, f, sizeof(f) / sizeof(f[0]),
+				"silence %s created by %s", id,
+				author && *author ? author : "(unknown)");
+	else
+		usher_log_event(a->log, USHER_LOG_INFO, f, sizeof(f) / sizeof(f[0]),
+				"silence %s expired (%s)", id, reason ? reason : "expired");
+}
+
+void usherd_alerting_log_silence(struct usherd_alerting *a, bool created, const char *id,
+				 const json_t *silence)
+{
+	log_silence(a, created, id, silence, created ? NULL : "expired through the API");
+}
+
+enum usher_err usherd_alerting_silence_expire(struct usherd_alerting *a, const char *id,
+					      struct usher_error *err)
+{
+	json_t *was;
+	enum usher_err rc;
+	size_t i;
+
+	pthread_mutex_lock(&a->silence_mu);
+	was = usher_silences_get_json(a->silences, id, usher_now_ns());
+	rc = usher_silences_expire(a->silences, id, usher_now_ns(), err);
+	if (rc == USHER_OK) {
+		log_silence(a, false, id, was, "expired through the API");
+		for (i = 0; i < a->nlive; i++)
+			if (strcmp(a->live[i], id) == 0) {
+				free(a->live[i]);
+				a->live[i] = a->live[--a->nlive];
+				break;
+			}
+	}
+	pthread_mutex_unlock(&a->silence_mu);
+	json_decref(was);
+	return rc;
 }
 
 void usherd_alerting_count(struct usherd_alerting *a, int64_t valid, int64_t invalid)
@@ -385,7 +487,9 @@ void usherd_alerting_free(struct usherd_alerting *a)
 	usher_config_free(a->cfg);
 	if (a->own_store)
 		usher_store_close(a->st);
+	live_free(a);
 	pthread_cond_destroy(&a->cv);
+	pthread_mutex_destroy(&a->silence_mu);
 	pthread_mutex_destroy(&a->mu);
 	free(a);
 }
@@ -399,6 +503,13 @@ void usherd_alerting_set_observer(struct usherd_alerting *a,
 	a->observer = fn;
 	a->observer_arg = arg;
 	pthread_mutex_unlock(&a->mu);
+}
+
+void usherd_alerting_set_delivery_observer(struct usherd_alerting *a,
+					   usher_delivery_observer_fn *fn, void *arg)
+{
+	if (a && a->delivery)
+		usher_delivery_set_observer(a->delivery, fn, arg);
 }
 
 void usherd_alerting_view(struct usherd_alerting *a, struct usherd_alerting_view *v)

@@ -20,6 +20,7 @@
 #include "core/log.h"
 #include "httpd.h"
 #include "metrics/registry.h"
+#include "notify/delivery.h"
 #include "notify/route.h"
 #include "store/store.h"
 
@@ -64,6 +65,12 @@ void usherd_alerting_set_observer(struct usherd_alerting *a,
 					     const struct usher_route *route),
 				  void *arg);
 
+/* Every notification outcome worth a person's attention (delivered,
+ * refused, the first failed attempt), with the alert group's key: the
+ * incidents' timeline. See usher_delivery_set_observer. */
+void usherd_alerting_set_delivery_observer(struct usherd_alerting *a,
+					   usher_delivery_observer_fn *fn, void *arg);
+
 /* --- for api_v2.c ----------------------------------------------------------- */
 
 struct usher_dispatch;
@@ -79,12 +86,17 @@ struct usher_config *usherd_alerting_config(struct usherd_alerting *a);
 /* Wakes the timer thread (new alerts, a silence changed). */
 void usherd_alerting_wake(struct usherd_alerting *a);
 /* The ECS events of the API (docs/logging.md): one alerts-received per
- * batch (debug; source "api" or "rules"), and silence-created /
- * silence-expired with user.name = the silence's author. */
+ * batch (debug; source "api" or "rules"), and silence-created with
+ * user.name = the silence's author (created false: silence-expired). */
 void usherd_alerting_log_received(struct usherd_alerting *a, const char *source, int64_t valid,
 				  int64_t invalid, const char *why);
 void usherd_alerting_log_silence(struct usherd_alerting *a, bool created, const char *id,
 				 const json_t *silence);
+/* Expires silence id now (usher_silences_expire) and logs its
+ * silence-expired event; one whose endsAt passes is logged by the timer
+ * thread within a second (event.reason "endsAt reached"). */
+enum usher_err usherd_alerting_silence_expire(struct usherd_alerting *a, const char *id,
+					      struct usher_error *err);
 int64_t usherd_alerting_started_ns(struct usherd_alerting *a);
 /* Counts alerts received through the API (usher_alerts_received_total). */
 void usherd_alerting_count(struct usherd_alerting *a, int64_t valid, int64_t invalid);

@@ -176,6 +176,12 @@ void usherd_incidents_observe(void *arg, const json_t *data, const struct usher_
 	usher_incidents_on_flush(arg, data, open);
 }
 
+void usherd_incidents_delivered(void *arg, const char *group_key, const char *receiver,
+				const char *integration, int outcome, const char *detail)
+{
+	usher_incidents_on_delivery(arg, group_key, receiver, integration, outcome, detail);
+}
+
 void usherd_api_incidents_register(struct usher_httpd *h, struct usher_incidents *inc)
 {
 	if (!h || !inc)

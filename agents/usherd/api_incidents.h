@@ -18,4 +18,9 @@ void usherd_api_incidents_register(struct usher_httpd *h, struct usher_incidents
  * page or critical. */
 void usherd_incidents_observe(void *arg, const json_t *data, const struct usher_route *route);
 
+/* The delivery queue's outcome observer (usherd_alerting_set_delivery_
+ * observer): each notification on the incident timeline of its group. */
+void usherd_incidents_delivered(void *arg, const char *group_key, const char *receiver,
+				const char *integration, int outcome, const char *detail);
+
 #endif

@@ -240,20 +240,14 @@ static int silence(void *arg, const struct usher_http_request *req,
 		return send_error(resp, 404, "not found: use /api/v2/silence/ID");
 	id++;
 	if (strcmp(req->method, "DELETE") == 0) {
-		json_t *was = usher_silences_get_json(v.silences, id, usher_now_ns());
-
 		usher_error_clear(&err);
-		rc = usher_silences_expire(v.silences, id, usher_now_ns(), &err);
-		if (rc) {
-			json_decref(was);
+		rc = usherd_alerting_silence_expire(arg, id, &err);
+		if (rc)
 			return send_error(resp,
 					  rc == USHER_ERR_NOTFOUND  ? 404
 					  : rc == USHER_ERR_INVALID ? 400
 								    : 500,
 					  usher_error_msg(&err, rc));
-		}
-		usherd_alerting_log_silence(arg, false, id, was);
-		json_decref(was);
 		usherd_alerting_wake(arg);
 		return 0;
 	}

@@ -607,6 +607,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	usherd_alerting_set_observer(d.alerting, usherd_incidents_observe, d.incidents);
+	usherd_alerting_set_delivery_observer(d.alerting, usherd_incidents_delivered, d.incidents);
 	log_listening(&d, d.cfg);
 	/* rules start once their alerts have somewhere to go */
 	usherd_rules_set_alert_sink(d.rules, send_alerts, &d);

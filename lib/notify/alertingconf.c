@@ -275,7 +275,8 @@ static enum usher_err load_templates(struct usher_cfgctx *ctx, const struct ushe
 				continue;
 			rc = USHER_ERR_INVALID;
 			usher_diags_add(ctx->diags, ctx->file,
-					nc->failed && nc->failed->line ? nc->failed->line : ic->line,
+					nc->failed && nc->failed->line ? nc->failed->line
+								       : ic->line,
 					nc->failed && nc->failed->line ? nc->failed->col : ic->col,
 					"receiver \"%s\": %s", c->receivers[i].name, err.msg);
 		}

@@ -97,6 +97,8 @@ struct usher_delivery {
 	struct stat_entry *stats;
 	size_t nstats, capstats;
 	uint64_t rnd;
+	usher_delivery_observer_fn *observer; /* under mu */
+	void *observer_arg;
 };
 
 /* ---- store ---------------------------------------------------------------- */
@@ -607,13 +609,13 @@ static bool filter_resolved(const struct usher_integration_conf *ic, json_t *dat
  * network (email for SMTP), the receiver, integration and group key, the
  * vendor's status and the attempt's duration. */
 static void log_attempt(struct usher_delivery *d, const struct job *j, enum usher_log_level lvl,
-			const char *action, bool ok, long status, int64_t duration_ns,
-			int attempts, const char *why, const char *fmt, ...)
-	__attribute__((format(printf, 10, 11)));
+			const char *action, bool ok, long status, int64_t duration_ns, int attempts,
+			const char *why, const char *fmt, ...)
+    __attribute__((format(printf, 10, 11)));
 
 static void log_attempt(struct usher_delivery *d, const struct job *j, enum usher_log_level lvl,
-			const char *action, bool ok, long status, int64_t duration_ns,
-			int attempts, const char *why, const char *fmt, ...)
+			const char *action, bool ok, long status, int64_t duration_ns, int attempts,
+			const char *why, const char *fmt, ...)
 {
 	bool email = strcmp(j->integration, "email") == 0;
 	struct usher_log_field f[12];
@@ -639,6 +641,22 @@ static void log_attempt(struct usher_delivery *d, const struct job *j, enum ushe
 	if (why)
 		f[n++] = USHER_LFS("error.message", why);
 	usher_log_event(d->log, lvl, f, n, "%s", msg);
+}
+
+void usher_delivery_set_observer(struct usher_delivery *d, usher_delivery_observer_fn *fn,
+				 void *arg)
+{
+	pthread_mutex_lock(&d->mu);
+	d->observer = fn;
+	d->observer_arg = arg;
+	pthread_mutex_unlock(&d->mu);
+}
+
+/* Tells the observer (under mu). */
+static void observe(struct usher_delivery *d, const struct job *j, int outcome, const char *detail)
+{
+	if (d->observer)
+		d->observer(d->observer_arg, j->key, j->receiver, j->integration, outcome, detail);
 }
 
 static void attempt(struct usher_delivery *d, struct job *j, int slot)
@@ -702,13 +720,15 @@ static void attempt(struct usher_delivery *d, struct job *j, int slot)
 		log_attempt(d, j, USHER_LOG_INFO, "notification-sent", true, res.status, took_ns,
 			    j->attempts + 1, NULL, "notification sent to %s/%s[%d]", j->receiver,
 			    j->integration, j->idx);
+		observe(d, j, USHER_DELIVERY_OK, NULL);
 	} else if (res.outcome == USHER_DELIVERY_FAIL) {
 		row_delete(d, j->id);
 		s->count[OUT_FAILED]++;
-		log_attempt(d, j, USHER_LOG_ERROR, "notification-failed", false, res.status, took_ns,
-			    j->attempts + 1, res.err.msg[0] ? res.err.msg : "refused",
+		log_attempt(d, j, USHER_LOG_ERROR, "notification-failed", false, res.status,
+			    took_ns, j->attempts + 1, res.err.msg[0] ? res.err.msg : "refused",
 			    "notification to %s/%s[%d] refused, not retried: %s", j->receiver,
 			    j->integration, j->idx, res.err.msg[0] ? res.err.msg : "refused");
+		observe(d, j, USHER_DELIVERY_FAIL, res.err.msg[0] ? res.err.msg : "refused");
 	} else {
 		int attempts = j->attempts + 1;
 
@@ -724,6 +744,8 @@ static void attempt(struct usher_delivery *d, struct job *j, int slot)
 				    "(retry_for reached): %s",
 				    j->receiver, j->integration, j->idx, attempts,
 				    res.err.msg[0] ? res.err.msg : "temporary failure");
+			observe(d, j, USHER_DELIVERY_FAIL,
+				res.err.msg[0] ? res.err.msg : "retry_for reached");
 		} else {
 			row_postpone(d, j->id, next, attempts);
 			s->count[OUT_RETRIED]++;
@@ -734,6 +756,9 @@ static void attempt(struct usher_delivery *d, struct job *j, int slot)
 				    " ms (attempt %d): %s",
 				    j->receiver, j->integration, j->idx, next - now, attempts,
 				    res.err.msg[0] ? res.err.msg : "temporary failure");
+			if (attempts == 1)
+				observe(d, j, USHER_DELIVERY_RETRY,
+					res.err.msg[0] ? res.err.msg : "temporary failure");
 		}
 	}
 	publish(d);

@@ -98,6 +98,18 @@ struct usher_delivery *usher_delivery_new(struct usher_store *st, struct usher_l
 void usher_delivery_set_receivers(struct usher_delivery *d,
 				  const struct usher_delivery_receivers *r);
 
+/* Called once per notification outcome that a person may want on record:
+ * delivered (USHER_DELIVERY_OK), refused or given up (USHER_DELIVERY_FAIL),
+ * and the first failed attempt of one that will be retried
+ * (USHER_DELIVERY_RETRY). group_key is the notification's key (the
+ * alert group's key); detail is the error, NULL on success. Runs on a
+ * delivery worker under the engine's lock: it must be quick and must not
+ * call back into the engine. The incident timeline is fed this way. */
+typedef void usher_delivery_observer_fn(void *arg, const char *group_key, const char *receiver,
+					const char *integration, int outcome, const char *detail);
+void usher_delivery_set_observer(struct usher_delivery *d, usher_delivery_observer_fn *fn,
+				 void *arg);
+
 /* Wakes the workers: something was enqueued (call after COMMIT). */
 void usher_delivery_kick(struct usher_delivery *d);
 

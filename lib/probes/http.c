@@ -95,8 +95,7 @@ static void lower_first(char *s)
 		s[0] = (char)(s[0] - 'A' + 'a');
 }
 
-/* RFC 9110 token characters (method and header names). */
-static bool is_token(const char *s)
+bool usher_http_is_token(const char *s)
 {
 	if (!*s)
 		return false;
@@ -180,6 +179,97 @@ static pcre2_code *regex_compile(const char *pattern, char *msg, size_t len)
 	return re;
 }
 
+/* A match context with REGEX_HEAP_LIMIT_KIB; NULL when out of memory. */
+static pcre2_match_context *match_context_new(void)
+{
+	pcre2_match_context *mctx = pcre2_match_context_create(NULL);
+
+	if (mctx)
+		pcre2_set_heap_limit(mctx, REGEX_HEAP_LIMIT_KIB);
+	return mctx;
+}
+
+/* Runs re on s (n bytes). Returns PCRE2's result: >= 0 on a match,
+ * PCRE2_ERROR_NOMATCH, or another negative error (a resource limit,
+ * PCRE2_ERROR_NOMEMORY). With group set, *group gets the span of the
+ * capture a journey extracts: group 1 when the match set a group, else the
+ * whole match; group[0] is PCRE2_UNSET when group 1 did not take part. */
+static int regex_exec(const pcre2_code *re, pcre2_match_context *mctx, const char *s, size_t n,
+		      size_t group[2])
+{
+	pcre2_match_data *md = group ? pcre2_match_data_create_from_pattern(re, NULL)
+				     : pcre2_match_data_create(1, NULL);
+	int rc;
+
+	if (!md)
+		return PCRE2_ERROR_NOMEMORY;
+	rc = pcre2_match(re, (PCRE2_SPTR)(s ? s : ""), n, 0, 0, md, mctx);
+	if (rc >= 0 && group) {
+		PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+		int g = rc > 1 ? 1 : 0;
+
+		group[0] = ov[2 * g];
+		group[1] = ov[2 * g + 1];
+	}
+	pcre2_match_data_free(md);
+	return rc;
+}
+
+struct usher_http_regex {
+	pcre2_code *code;
+	pcre2_match_context *mctx;
+};
+
+enum usher_err usher_http_regex_new(const char *pattern, struct usher_http_regex **out,
+				    struct usher_error *err)
+{
+	struct usher_http_regex *re = usher_calloc(1, sizeof(*re));
+	char msg[300], q[SHOW_MAX + 16];
+
+	*out = NULL;
+	re->mctx = match_context_new();
+	if (!re->mctx) {
+		usher_http_regex_free(re);
+		return usher_fail(err, USHER_ERR_NOMEM, "cannot allocate a regex match context");
+	}
+	re->code = regex_compile(pattern, msg, sizeof(msg));
+	if (!re->code) {
+		usher_http_regex_free(re);
+		return usher_fail(err, USHER_ERR_INVALID, "invalid regexp %s: %s",
+				  shows(q, sizeof(q), pattern), msg);
+	}
+	*out = re;
+	return USHER_OK;
+}
+
+void usher_http_regex_free(struct usher_http_regex *re)
+{
+	if (!re)
+		return;
+	pcre2_code_free(re->code);
+	pcre2_match_context_free(re->mctx);
+	free(re);
+}
+
+enum usher_http_rx usher_http_regex_capture(const struct usher_http_regex *re, const char *s,
+					    size_t n, size_t *off, size_t *len)
+{
+	size_t group[2] = {0, 0};
+	int rc = regex_exec(re->code, re->mctx, s, n, group);
+
+	if (rc == PCRE2_ERROR_NOMATCH)
+		return USHER_HTTP_RX_NOMATCH;
+	if (rc == PCRE2_ERROR_NOMEMORY)
+		return USHER_HTTP_RX_NOMEM;
+	if (rc < 0)
+		return USHER_HTTP_RX_ERROR;
+	if (group[0] == PCRE2_UNSET)
+		return USHER_HTTP_RX_UNSET;
+	*off = group[0];
+	*len = group[1] - group[0];
+	return USHER_HTTP_RX_MATCH;
+}
+
 /* ---- option parsers ----------------------------------------------------- */
 
 static enum usher_err check_regex(struct usher_cfgctx *ctx, const struct usher_ynode *n)
@@ -198,8 +288,8 @@ static enum usher_err check_regex(struct usher_cfgctx *ctx, const struct usher_y
 	return USHER_OK;
 }
 
-static enum usher_err parse_regex(struct usher_cfgctx *ctx, const struct usher_ynode *n,
-				  void *field)
+enum usher_err usher_http_parse_regex(struct usher_cfgctx *ctx, const struct usher_ynode *n,
+				      void *field)
 {
 	if (check_regex(ctx, n))
 		return USHER_ERR_INVALID;
@@ -480,8 +570,8 @@ static enum usher_err parse_equals(struct usher_cfgctx *ctx, const struct usher_
 	return USHER_OK;
 }
 
-static enum usher_err parse_pointer(struct usher_cfgctx *ctx, const struct usher_ynode *n,
-				    void *field)
+enum usher_err usher_http_parse_pointer(struct usher_cfgctx *ctx, const struct usher_ynode *n,
+					void *field)
 {
 	struct usher_error err;
 	char q[SHOW_MAX + 16];
@@ -522,7 +612,7 @@ static const struct usher_option header_match_options[] = {
      .type = USHER_OPT_CUSTOM,
      .offset = HM_OFF(regexp),
      .flags = USHER_OPT_REQUIRED,
-     .parse = parse_regex,
+     .parse = usher_http_parse_regex,
      .help = "regular expression (PCRE2, unanchored) tried on each value"},
     {.key = "allow_missing",
      .type = USHER_OPT_BOOL,
@@ -538,7 +628,7 @@ static const struct usher_option json_options[] = {
      .type = USHER_OPT_CUSTOM,
      .offset = JA_OFF(pointer),
      .flags = USHER_OPT_REQUIRED,
-     .parse = parse_pointer,
+     .parse = usher_http_parse_pointer,
      .help = "JSON Pointer (RFC 6901) to the value: /status, /items/0/id, \"\" for all"},
     {.key = "equals",
      .type = USHER_OPT_CUSTOM,
@@ -558,7 +648,7 @@ static const struct usher_option json_options[] = {
     {.key = "matches",
      .type = USHER_OPT_CUSTOM,
      .offset = JA_OFF(matches),
-     .parse = parse_regex,
+     .parse = usher_http_parse_regex,
      .help = "the value is a string matching this regular expression"},
     USHER_OPT_END,
 };
@@ -762,7 +852,7 @@ enum usher_err usher_http_opts_check(struct usher_cfgctx *ctx, struct usher_http
 
 	if (o->url && check_url(ctx, o->url, at(map, "url")))
 		rc = USHER_ERR_INVALID;
-	if (o->method && !is_token(o->method))
+	if (o->method && !usher_http_is_token(o->method))
 		rc = usher_cfg_error(ctx, at(map, "method"), "method %s is not a valid HTTP method",
 				     shows(q, sizeof(q), o->method));
 	for (i = 0; i < o->headers.n; i++) {
@@ -772,7 +862,7 @@ enum usher_err usher_http_opts_check(struct usher_cfgctx *ctx, struct usher_http
 			? headers->pairs[i].key
 			: at(map, "headers");
 
-		if (!is_token(h->key))
+		if (!usher_http_is_token(h->key))
 			rc = usher_cfg_error(ctx, k, "headers: invalid header name %s",
 					     shows(q, sizeof(q), h->key));
 		else if (strpbrk(h->value, "\r\n"))
@@ -860,12 +950,11 @@ enum usher_err usher_http_checks_new(const struct usher_http_opts *o,
 	c->hdr_match = usher_calloc(o->fail_if_header_matches.n + 1, sizeof(pcre2_code *));
 	c->hdr_not_match = usher_calloc(o->fail_if_header_not_matches.n + 1, sizeof(pcre2_code *));
 	c->json_match = usher_calloc(o->json.n + 1, sizeof(pcre2_code *));
-	c->mctx = pcre2_match_context_create(NULL);
+	c->mctx = match_context_new();
 	if (!c->mctx) {
 		rc = usher_fail(err, USHER_ERR_NOMEM, "cannot allocate a regex match context");
 		goto out;
 	}
-	pcre2_set_heap_limit(c->mctx, REGEX_HEAP_LIMIT_KIB);
 	for (i = 0; !rc && i < o->fail_if_body_matches_regexp.n; i++)
 		rc = compile_into(&c->body_match[i], o->fail_if_body_matches_regexp.v[i], err);
 	for (i = 0; !rc && i < o->fail_if_body_not_matches_regexp.n; i++)
@@ -927,13 +1016,8 @@ bool usher_http_checks_need_headers(const struct usher_http_checks *c)
 static int regex_match(const struct usher_http_checks *c, const pcre2_code *re, const char *s,
 		       size_t n)
 {
-	pcre2_match_data *md = pcre2_match_data_create(1, NULL);
-	int rc;
+	int rc = regex_exec(re, c->mctx, s, n, NULL);
 
-	if (!md)
-		return PCRE2_ERROR_NOMEMORY;
-	rc = pcre2_match(re, (PCRE2_SPTR)(s ? s : ""), n, 0, 0, md, c->mctx);
-	pcre2_match_data_free(md);
 	if (rc >= 0)
 		return 1;
 	return rc == PCRE2_ERROR_NOMATCH ? 0 : rc;
@@ -994,10 +1078,8 @@ bool usher_http_assert_status(const struct usher_http_opts *o, long status,
 
 /* ---- headers ------------------------------------------------------------ */
 
-/* Walks the header lines of a raw block. Returns the next value of header
- * name after *pos (advanced), trimmed of surrounding whitespace. */
-static bool next_value(const char *head, size_t len, size_t *pos, const char *name, const char **v,
-		       size_t *vn)
+bool usher_http_header_next(const char *head, size_t len, size_t *pos, const char *name,
+			    const char **v, size_t *vn)
 {
 	size_t nlen = strlen(name);
 
@@ -1032,7 +1114,7 @@ static bool header_rule(const struct usher_http_checks *c, const struct usher_ht
 	size_t pos = 0, vn = 0, count = 0;
 	const char *v = NULL;
 
-	while (next_value(head, len, &pos, m->header, &v, &vn)) {
+	while (usher_http_header_next(head, len, &pos, m->header, &v, &vn)) {
 		int r = regex_match(c, re, v, vn);
 
 		count++;

@@ -1,7 +1,8 @@
 /* The HTTP(S) probe (blackbox_exporter's http prober on libcurl's multi
  * interface, plus JSON assertions), and the pieces a multi-step journey
  * probe reuses: the options of one request, compiled assertions, one
- * exchange in flight on the loop, and the metrics of its result. */
+ * exchange in flight on the loop, the metrics of its result, and the
+ * regex and header-block helpers (so only http.c touches PCRE2). */
 #ifndef USHER_PROBES_HTTP_H
 #define USHER_PROBES_HTTP_H
 
@@ -141,6 +142,49 @@ const char *usher_http_instance(struct usher_arena *a, const char *url);
 /* "METHOD url" for messages, with any user:password@ removed. The caller
  * frees the result. */
 char *usher_http_describe(const struct usher_http_opts *o);
+
+/* ---- pieces a journey shares -------------------------------------------- */
+
+/* Whether s is an RFC 9110 token (a method or a header name). */
+bool usher_http_is_token(const char *s);
+
+/* Walks the header lines of a raw block ("HTTP/1.1 200 OK\r\nName:
+ * value\r\n..."): the next value of header name (any case) after *pos,
+ * which is advanced, trimmed of surrounding whitespace. Start with *pos 0. */
+bool usher_http_header_next(const char *head, size_t len, size_t *pos, const char *name,
+			    const char **v, size_t *vn);
+
+/* Option parsers (USHER_OPT_CUSTOM) of the http table, for tables that
+ * take the same values: a regular expression that must compile, a JSON
+ * Pointer of valid syntax. Both store the scalar (const char *) in field. */
+enum usher_err usher_http_parse_regex(struct usher_cfgctx *ctx, const struct usher_ynode *n,
+				      void *field);
+enum usher_err usher_http_parse_pointer(struct usher_cfgctx *ctx, const struct usher_ynode *n,
+					void *field);
+
+/* A regular expression compiled as the assertions compile theirs (PCRE2,
+ * UTF-8 tolerating invalid bytes, "$" only at the end, a heap limit per
+ * match), for code outside this file that matches on its own (a journey's
+ * regex extraction): only http.c touches PCRE2. */
+struct usher_http_regex;
+
+/* On failure err says why ("invalid regexp ...") and *out is NULL. */
+enum usher_err usher_http_regex_new(const char *pattern, struct usher_http_regex **out,
+				    struct usher_error *err);
+void usher_http_regex_free(struct usher_http_regex *re);
+
+enum usher_http_rx {
+	USHER_HTTP_RX_MATCH, /* *off, *len set */
+	USHER_HTTP_RX_NOMATCH,
+	USHER_HTTP_RX_UNSET, /* matched, but group 1 did not take part */
+	USHER_HTTP_RX_NOMEM,
+	USHER_HTTP_RX_ERROR, /* could not be decided (a resource limit) */
+};
+
+/* Matches re on s (n bytes); on a match, [*off, *off + *len) is group 1
+ * when the match set a group, else the whole match. */
+enum usher_http_rx usher_http_regex_capture(const struct usher_http_regex *re, const char *s,
+					    size_t n, size_t *off, size_t *len);
 
 /* ---- assertions --------------------------------------------------------- */
 

@@ -4,13 +4,11 @@
  * variable is a config error with file:line:col; secrets (${env:},
  * ${file:}) are resolved at load too but stay marked, so every rendering
  * meant for people (trace, log, messages) shows them as ***. */
-#define PCRE2_CODE_UNIT_WIDTH 8
 #include "probes/journey.h"
 
 #include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
-#include <pcre2.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,10 +30,9 @@
 #define HEADER_MAX (64 * 1024)
 #define BODY_MAX   (1024 * 1024)
 /* A JSON body larger than this is logged as text, not parsed to redact. */
-#define REDACT_PARSE_MAX     (1024 * 1024)
-#define MASK                 "***"
-#define NBUILTINS            3
-#define REGEX_HEAP_LIMIT_KIB (64 * 1024)
+#define REDACT_PARSE_MAX (1024 * 1024)
+#define MASK             "***"
+#define NBUILTINS        3
 
 /* ---- templates ---------------------------------------------------------- */
 
@@ -480,17 +477,71 @@ static enum usher_err parse_json_body(struct usher_cfgctx *ctx, const struct ush
 	return jnode_parse(ctx, n, 0, (struct jnode **)field);
 }
 
-static bool is_token(const char *s)
-{
-	if (!*s)
-		return false;
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
+/* Whether n is a mapping to read: 1 when it is, 0 when it is absent (null,
+ * nothing to do), -1 after an error "<expected>, got a <kind>". */
+/* Reads mapping n into an array (in the config's arena) of entries of
+ * size bytes, one per pair that one() keeps, and returns it; *count says
+ * how many. one(ctx, key, value, v, kept, rc) fills entry v[kept] (v[0]
+ * to v[kept - 1] are those kept before) and says whether to keep it,
+ * setting *rc on an error. A null n is no entries; a scalar or a list is
+ * the error "<expected>, got a <kind>". */
+typedef bool (*pair_fn)(struct usher_cfgctx *ctx, const struct usher_ynode *kn,
+			const struct usher_ynode *vn, void *v, size_t kept, enum usher_err *rc);
 
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      strchr("!#$%&'*+-.^_`|~", c)))
-			return false;
+static void *parse_pairs(struct usher_cfgctx *ctx, const struct usher_ynode *n,
+			 const char *expected, size_t size, size_t *count, pair_fn one,
+			 enum usher_err *rc)
+{
+	char *v;
+	size_t i;
+
+	*count = 0;
+	*rc = USHER_OK;
+	if (usher_ynode_is_null(n))
+		return NULL;
+	if (n->kind != USHER_Y_MAP) {
+		*rc = usher_cfg_error(ctx, n, "%s, got a %s", expected,
+				      usher_ynode_kind_name(n->kind));
+		return NULL;
 	}
+	v = usher_arena_zalloc(ctx->arena, (n->n + 1) * size);
+	for (i = 0; i < n->n; i++) {
+		memset(v + *count * size, 0, size);
+		if (one(ctx, n->pairs[i].key, n->pairs[i].val, v, *count, rc))
+			(*count)++;
+	}
+	return v;
+}
+
+static bool header_one(struct usher_cfgctx *ctx, const struct usher_ynode *kn,
+		       const struct usher_ynode *vn, void *v, size_t kept, enum usher_err *rc)
+{
+	const struct jheader *prev = v;
+	struct jheader *e = (struct jheader *)v + kept;
+	size_t k;
+
+	if (!usher_http_is_token(kn->value)) {
+		*rc = usher_cfg_error(ctx, kn, "headers: invalid header name \"%s\"", kn->value);
+		return false;
+	}
+	for (k = 0; k < kept; k++)
+		if (strcasecmp(prev[k].name, kn->value) == 0) {
+			*rc = usher_cfg_error(ctx, kn, "headers: %s is set twice", kn->value);
+			return false;
+		}
+	e->name = kn->value;
+	e->key = kn;
+	if (tmpl_parse(ctx, vn, &e->t)) {
+		*rc = USHER_ERR_INVALID;
+		return false;
+	}
+	for (k = 0; k < e->t->n; k++)
+		if (e->t->v[k].kind != SEG_VAR && strpbrk(e->t->v[k].text, "\r\n")) {
+			/* the value may be a secret: never shown */
+			*rc = usher_cfg_error(
+			    ctx, kn, "headers: the value of %s contains a line break", kn->value);
+			break;
+		}
 	return true;
 }
 
@@ -498,127 +549,53 @@ static enum usher_err parse_headers(struct usher_cfgctx *ctx, const struct usher
 				    void *field)
 {
 	struct jheaders *h = field;
-	enum usher_err rc = USHER_OK;
-	size_t i, k;
+	enum usher_err rc;
 
-	if (usher_ynode_is_null(n))
-		return USHER_OK;
-	if (n->kind != USHER_Y_MAP)
-		return usher_cfg_error(ctx, n,
-				       "headers: expected a mapping of names to values, got a %s",
-				       usher_ynode_kind_name(n->kind));
-	h->v = usher_arena_zalloc(ctx->arena, (n->n + 1) * sizeof(*h->v));
-	for (i = 0; i < n->n; i++) {
-		struct jheader *e = &h->v[h->n];
-		const struct usher_ynode *kn = n->pairs[i].key;
-
-		if (!is_token(kn->value)) {
-			rc = usher_cfg_error(ctx, kn, "headers: invalid header name \"%s\"",
-					     kn->value);
-			continue;
-		}
-		for (k = 0; k < h->n; k++)
-			if (strcasecmp(h->v[k].name, kn->value) == 0)
-				break;
-		if (k < h->n) {
-			rc = usher_cfg_error(ctx, kn, "headers: %s is set twice", kn->value);
-			continue;
-		}
-		e->name = kn->value;
-		e->key = kn;
-		if (tmpl_parse(ctx, n->pairs[i].val, &e->t)) {
-			rc = USHER_ERR_INVALID;
-			continue;
-		}
-		for (k = 0; k < e->t->n; k++)
-			if (e->t->v[k].kind != SEG_VAR && strpbrk(e->t->v[k].text, "\r\n")) {
-				/* the value may be a secret: never shown */
-				rc = usher_cfg_error(
-				    ctx, kn, "headers: the value of %s contains a line break",
-				    kn->value);
-				break;
-			}
-		h->n++;
-	}
+	h->v = parse_pairs(ctx, n, "headers: expected a mapping of names to values", sizeof(*h->v),
+			   &h->n, header_one, &rc);
 	return rc;
+}
+
+static bool variable_one(struct usher_cfgctx *ctx, const struct usher_ynode *kn,
+			 const struct usher_ynode *vn, void *v, size_t kept, enum usher_err *rc)
+{
+	struct jvardef *d = (struct jvardef *)v + kept;
+
+	if (!name_ok(kn->value, strlen(kn->value))) {
+		*rc = usher_cfg_error(ctx, kn,
+				      "variables: invalid name \"%s\": use letters, digits and _, "
+				      "not starting with a digit",
+				      kn->value);
+		return false;
+	}
+	d->name = kn->value;
+	d->key = kn;
+	if (tmpl_parse(ctx, vn, &d->t)) {
+		*rc = USHER_ERR_INVALID;
+		return false;
+	}
+	return true;
 }
 
 static enum usher_err parse_variables(struct usher_cfgctx *ctx, const struct usher_ynode *n,
 				      void *field)
 {
 	struct jvars *vs = field;
-	enum usher_err rc = USHER_OK;
-	size_t i;
+	enum usher_err rc;
 
-	if (usher_ynode_is_null(n))
-		return USHER_OK;
-	if (n->kind != USHER_Y_MAP)
-		return usher_cfg_error(ctx, n,
-				       "variables: expected a mapping of names to values, got a %s",
-				       usher_ynode_kind_name(n->kind));
-	vs->v = usher_arena_zalloc(ctx->arena, (n->n + 1) * sizeof(*vs->v));
-	for (i = 0; i < n->n; i++) {
-		struct jvardef *d = &vs->v[vs->n];
-		const struct usher_ynode *kn = n->pairs[i].key;
-
-		if (!name_ok(kn->value, strlen(kn->value))) {
-			rc = usher_cfg_error(
-			    ctx, kn,
-			    "variables: invalid name \"%s\": use letters, digits and _, "
-			    "not starting with a digit",
-			    kn->value);
-			continue;
-		}
-		d->name = kn->value;
-		d->key = kn;
-		if (tmpl_parse(ctx, n->pairs[i].val, &d->t)) {
-			rc = USHER_ERR_INVALID;
-			continue;
-		}
-		vs->n++;
-	}
+	vs->v = parse_pairs(ctx, n, "variables: expected a mapping of names to values",
+			    sizeof(*vs->v), &vs->n, variable_one, &rc);
 	return rc;
 }
 
-static enum usher_err check_regex(struct usher_cfgctx *ctx, const struct usher_ynode *n,
-				  const char *pattern, pcre2_code **out)
-{
-	PCRE2_UCHAR text[256];
-	PCRE2_SIZE off = 0;
-	pcre2_code *re;
-	int code = 0;
-
-	re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED,
-			   PCRE2_UTF | PCRE2_MATCH_INVALID_UTF | PCRE2_DOLLAR_ENDONLY, &code, &off,
-			   NULL);
-	if (!re) {
-		pcre2_get_error_message(code, text, sizeof(text));
-		if (ctx)
-			return usher_cfg_error(ctx, n, "invalid regexp \"%s\": %s at offset %zu",
-					       pattern, (const char *)text, (size_t)off);
-		return USHER_ERR_INVALID;
-	}
-	if (out)
-		*out = re;
-	else
-		pcre2_code_free(re);
-	return USHER_OK;
-}
-
+/* The http probe's parsers, behind a message naming the extract key. */
 static enum usher_err parse_pointer(struct usher_cfgctx *ctx, const struct usher_ynode *n,
 				    void *field)
 {
-	struct usher_error err;
-
 	if (n->kind != USHER_Y_SCALAR)
 		return usher_cfg_error(ctx, n, "json: expected a JSON Pointer like /id, got a %s",
 				       usher_ynode_kind_name(n->kind));
-	usher_error_clear(&err);
-	if (usher_jsonptr_check(n->value, &err))
-		return usher_cfg_error(ctx, n, "invalid JSON Pointer \"%s\": %s", n->value,
-				       err.msg);
-	*(const char **)field = n->value;
-	return USHER_OK;
+	return usher_http_parse_pointer(ctx, n, field);
 }
 
 static enum usher_err parse_regex(struct usher_cfgctx *ctx, const struct usher_ynode *n,
@@ -627,10 +604,7 @@ static enum usher_err parse_regex(struct usher_cfgctx *ctx, const struct usher_y
 	if (n->kind != USHER_Y_SCALAR)
 		return usher_cfg_error(ctx, n, "regex: expected a regular expression, got a %s",
 				       usher_ynode_kind_name(n->kind));
-	if (check_regex(ctx, n, n->value, NULL))
-		return USHER_ERR_INVALID;
-	*(const char **)field = n->value;
-	return USHER_OK;
+	return usher_http_parse_regex(ctx, n, field);
 }
 
 #define EX_OFF(f) offsetof(struct jextract, f)
@@ -657,57 +631,50 @@ static const struct usher_option extract_options[] = {
     USHER_OPT_END,
 };
 
+static bool extract_one_conf(struct usher_cfgctx *ctx, const struct usher_ynode *kn,
+			     const struct usher_ynode *vn, void *v, size_t kept, enum usher_err *rc)
+{
+	struct jextract *e = (struct jextract *)v + kept;
+
+	if (!name_ok(kn->value, strlen(kn->value))) {
+		*rc = usher_cfg_error(ctx, kn,
+				      "extract: invalid variable name \"%s\": use letters, digits "
+				      "and _, not starting with a digit",
+				      kn->value);
+		return false;
+	}
+	if (vn->kind != USHER_Y_MAP) {
+		*rc = usher_cfg_error(ctx, vn,
+				      "extract: %s: expected {json: POINTER}, {header: NAME} or "
+				      "{regex: RE}",
+				      kn->value);
+		return false;
+	}
+	if (usher_opts_apply1(ctx, extract_options, e, vn)) {
+		*rc = USHER_ERR_INVALID;
+		return false;
+	}
+	if (!!e->json + !!e->header + !!e->regex != 1) {
+		*rc = usher_cfg_error(
+		    ctx, vn, "extract: %s: set exactly one of json, header, regex", kn->value);
+		return false;
+	}
+	e->var = kn->value;
+	e->key = kn;
+	e->slot = -1;
+	return true;
+}
+
 static enum usher_err parse_extract(struct usher_cfgctx *ctx, const struct usher_ynode *n,
 				    void *field)
 {
 	struct jextracts *xs = field;
-	enum usher_err rc = USHER_OK;
-	size_t i;
+	enum usher_err rc;
 
-	if (usher_ynode_is_null(n))
-		return USHER_OK;
-	if (n->kind != USHER_Y_MAP)
-		return usher_cfg_error(ctx, n,
-				       "extract: expected a mapping of variable names to "
-				       "{json: POINTER} | {header: NAME} | {regex: RE}, got a %s",
-				       usher_ynode_kind_name(n->kind));
-	xs->v = usher_arena_zalloc(ctx->arena, (n->n + 1) * sizeof(*xs->v));
-	for (i = 0; i < n->n; i++) {
-		struct jextract *e = &xs->v[xs->n];
-		const struct usher_ynode *kn = n->pairs[i].key, *vn = n->pairs[i].val;
-		int ways;
-
-		if (!name_ok(kn->value, strlen(kn->value))) {
-			rc = usher_cfg_error(ctx, kn,
-					     "extract: invalid variable name \"%s\": use letters, "
-					     "digits and _, not starting with a digit",
-					     kn->value);
-			continue;
-		}
-		if (vn->kind != USHER_Y_MAP) {
-			rc =
-			    usher_cfg_error(ctx, vn,
-					    "extract: %s: expected {json: POINTER}, {header: NAME} "
-					    "or {regex: RE}",
-					    kn->value);
-			continue;
-		}
-		if (usher_opts_apply1(ctx, extract_options, e, vn)) {
-			rc = USHER_ERR_INVALID;
-			continue;
-		}
-		ways = !!e->json + !!e->header + !!e->regex;
-		if (ways != 1) {
-			rc = usher_cfg_error(ctx, vn,
-					     "extract: %s: set exactly one of json, header, regex",
-					     kn->value);
-			continue;
-		}
-		e->var = kn->value;
-		e->key = kn;
-		e->slot = -1;
-		xs->n++;
-	}
+	xs->v = parse_pairs(ctx, n,
+			    "extract: expected a mapping of variable names to "
+			    "{json: POINTER} | {header: NAME} | {regex: RE}",
+			    sizeof(*xs->v), &xs->n, extract_one_conf, &rc);
 	return rc;
 }
 
@@ -1023,7 +990,7 @@ static enum usher_err check_step(struct usher_cfgctx *ctx, const struct usher_pr
 		rc = usher_cfg_error(ctx, at(req, "url"),
 				     "url \"%s\" is relative, but the journey has no base_url",
 				     st->request.url->node->value);
-	if (st->request.method && !is_token(st->request.method))
+	if (st->request.method && !usher_http_is_token(st->request.method))
 		rc =
 		    usher_cfg_error(ctx, at(req, "method"),
 				    "method \"%s\" is not a valid HTTP method", st->request.method);
@@ -1293,9 +1260,8 @@ struct journey {
 	size_t nsteps;
 	struct usher_loop *loop;
 	struct usher_log *log;
-	struct usher_http_checks **checks; /* per step */
-	pcre2_code ***extract_re;          /* per step, per extract (NULL unless regex) */
-	pcre2_match_context *mctx;
+	struct usher_http_checks **checks;     /* per step */
+	struct usher_http_regex ***extract_re; /* per step, per extract (NULL unless regex) */
 	const char **secrets; /* the secrets written in the config, NULL-terminated */
 	size_t nsecrets;
 	uint64_t cleanup_failures;
@@ -1360,15 +1326,20 @@ static void collect_secrets_json(struct journey *j, const struct jnode *n, size_
 		collect_secrets_json(j, n->kids[i], cap);
 }
 
+static void drop_share(struct journey *j)
+{
+	if (j->share)
+		curl_share_cleanup(j->share);
+	j->share = NULL;
+}
+
 static void journey_cancel(void *ctx, struct usher_probe_run *run)
 {
 	struct journey *j = ctx;
 
 	(void)run;
 	usher_http_exchange_cancel(&j->ex);
-	if (j->share)
-		curl_share_cleanup(j->share);
-	j->share = NULL;
+	drop_share(j);
 	j->run = NULL;
 }
 
@@ -1384,12 +1355,11 @@ static void journey_free(void *ctx)
 		usher_http_checks_free(j->checks[i]);
 	for (i = 0; j->extract_re && i < j->nsteps; i++) {
 		for (k = 0; j->extract_re[i] && k < j->steps[i].extract.n; k++)
-			pcre2_code_free(j->extract_re[i][k]);
+			usher_http_regex_free(j->extract_re[i][k]);
 		free(j->extract_re[i]);
 	}
 	free(j->checks);
 	free(j->extract_re);
-	pcre2_match_context_free(j->mctx);
 	free(j->secrets);
 	free(j);
 }
@@ -1411,20 +1381,14 @@ static enum usher_err journey_init(const struct usher_probe_conf *pc,
 	j->log = env->log;
 	j->checks = usher_calloc(j->nsteps + 1, sizeof(*j->checks));
 	j->extract_re = usher_calloc(j->nsteps + 1, sizeof(*j->extract_re));
-	j->mctx = pcre2_match_context_create(NULL);
-	if (!j->mctx) {
-		rc = usher_fail(err, USHER_ERR_NOMEM, "cannot allocate a regex match context");
-		goto out;
-	}
-	pcre2_set_heap_limit(j->mctx, REGEX_HEAP_LIMIT_KIB);
 	for (i = 0; !rc && i < j->nsteps; i++) {
 		const struct jstep *st = &j->steps[i];
 
 		rc = usher_http_checks_new(&st->expect, &j->checks[i], err);
-		j->extract_re[i] = usher_calloc(st->extract.n + 1, sizeof(pcre2_code *));
+		j->extract_re[i] = usher_calloc(st->extract.n + 1, sizeof(*j->extract_re[i]));
 		for (k = 0; !rc && k < st->extract.n; k++)
 			if (st->extract.v[k].regex &&
-			    check_regex(NULL, NULL, st->extract.v[k].regex, &j->extract_re[i][k]))
+			    usher_http_regex_new(st->extract.v[k].regex, &j->extract_re[i][k], err))
 				rc = usher_fail(err, USHER_ERR_INVALID, "step %s: invalid regex",
 						st->name);
 		collect_secrets_tmpl(j, st->request.url, &cap);
@@ -1437,13 +1401,47 @@ static enum usher_err journey_init(const struct usher_probe_conf *pc,
 		collect_secrets_tmpl(j, j->o->headers.v[i].t, &cap);
 	for (i = 0; i < j->o->variables.n; i++)
 		collect_secrets_tmpl(j, j->o->variables.v[i].t, &cap);
-out:
 	if (rc) {
 		journey_free(j);
 		return rc;
 	}
 	*ctx = j;
 	return USHER_OK;
+}
+
+/* A rendered string in the run's arena; the scratch buffer is wiped, it
+ * may have held a secret. */
+static const char *take(struct usher_arena *a, struct usher_buf *b)
+{
+	const char *s = usher_arena_strndup(a, usher_buf_str(b), b->len);
+
+	if (b->data)
+		memset(b->data, 0, b->cap);
+	usher_buf_free(b);
+	return s;
+}
+
+/* Renders t (or, when json is set, that JSON body) with the run's values
+ * into *out, a string of the run's arena, of at most max bytes. Returns
+ * render's error; *out is set (perhaps partly rendered) either way. */
+static enum usher_err render_str(struct journey *j, const struct tmpl *t, const struct jnode *json,
+				 bool mask, enum esc e, size_t max, const char **out)
+{
+	struct usher_buf b;
+	enum usher_err rc;
+
+	usher_buf_init(&b, max);
+	rc = json ? render_json(json, j->vals, mask, &b, NULL)
+		  : render(t, j->vals, mask, e, &b, NULL);
+	*out = take(j->run->arena, &b);
+	return rc;
+}
+
+/* Why a rendering failed, for a message: too long (limit says how long it
+ * may be), or a variable without a value. */
+static const char *render_why(enum usher_err rc, const char *limit)
+{
+	return rc == USHER_ERR_TOOBIG ? limit : "a variable has no value";
 }
 
 /* Sets the built-ins and the configured variables for a new run. */
@@ -1454,7 +1452,6 @@ static void set_variables(struct journey *j)
 	char uuid[40];
 	uint32_t rnd;
 	size_t i, got = 0;
-	struct usher_buf b;
 
 	while (got < sizeof(r)) {
 		ssize_t n = getrandom(r + got, sizeof(r) - got, 0);
@@ -1486,25 +1483,21 @@ static void set_variables(struct journey *j)
 		j->vals[i].set = true;
 		j->vals[i].raw_json = i > 0; /* numbers */
 	}
-	usher_buf_init(&b, BODY_MAX);
 	for (i = 0; i < j->o->variables.n; i++) {
 		const struct jvardef *d = &j->o->variables.v[i];
 		struct val *v;
+		const char *s;
 
 		if (d->slot < 0)
 			continue;
 		v = &j->vals[d->slot];
-		usher_buf_reset(&b);
-		if (render(d->t, j->vals, false, ESC_RAW, &b, NULL))
+		if (render_str(j, d->t, NULL, false, ESC_RAW, BODY_MAX, &s))
 			continue; /* too large: stays unset, its steps are skipped */
-		v->s = usher_arena_strndup(a, usher_buf_str(&b), b.len);
-		v->len = b.len;
+		v->s = s;
+		v->len = strlen(s);
 		v->set = true;
 		v->secret = j->o->slot_secret[d->slot];
 	}
-	if (b.data)
-		memset(b.data, 0, b.cap);
-	usher_buf_free(&b);
 }
 
 /* A NULL-terminated list of every secret value this run knows. */
@@ -1554,29 +1547,13 @@ static void step_failed(struct journey *j, const struct jstep *st, struct step_r
 		j->cleanup_failures++;
 }
 
-/* A rendered string in the run's arena; the scratch buffer is wiped, it
- * may have held a secret. */
-static const char *take(struct usher_arena *a, struct usher_buf *b)
-{
-	const char *s = usher_arena_strndup(a, usher_buf_str(b), b->len);
-
-	if (b->data)
-		memset(b->data, 0, b->cap);
-	usher_buf_free(b);
-	return s;
-}
-
 /* Renders the step's URL (joined to base_url), unmasked or masked. */
 static enum usher_err render_url(struct journey *j, const struct jstep *st, bool mask,
 				 const char **out)
 {
-	struct usher_buf b;
-	enum usher_err rc = USHER_OK;
 	const char *url;
+	enum usher_err rc = render_str(j, st->request.url, NULL, mask, ESC_URL, URL_MAX, &url);
 
-	usher_buf_init(&b, URL_MAX);
-	rc = render(st->request.url, j->vals, mask, ESC_URL, &b, NULL);
-	url = take(j->run->arena, &b);
 	if (rc)
 		return rc;
 	if (!is_absolute(url) && j->o->base_url) {
@@ -1615,21 +1592,17 @@ static enum usher_err build_headers(struct journey *j, const struct jstep *st,
 	for (h = 0; h < 2; h++) {
 		for (i = 0; i < hs[h]->n; i++) {
 			const struct jheader *e = &hs[h]->v[i];
-			struct usher_buf b;
 			enum usher_err rc;
 			const char *val;
 
 			if (h == 1 && has_header(v, n, e->name))
 				continue;
-			usher_buf_init(&b, HEADER_MAX);
-			rc = render(e->t, j->vals, false, ESC_RAW, &b, NULL);
-			val = take(j->run->arena, &b);
+			rc = render_str(j, e->t, NULL, false, ESC_RAW, HEADER_MAX, &val);
 			if (rc == USHER_ERR_NOTFOUND && h == 1)
 				continue;
 			if (rc) {
 				snprintf(why, whylen, "header %s: %s", e->name,
-					 rc == USHER_ERR_TOOBIG ? "longer than 64KiB"
-								: "a variable has no value");
+					 render_why(rc, "longer than 64KiB"));
 				return rc;
 			}
 			if (strpbrk(val, "\r\n")) {
@@ -1685,8 +1658,7 @@ static bool step_begin(struct journey *j)
 	snprintf(j->what, sizeof(j->what), "step \"%s\" %s %s", st->name, method,
 		 shown ? shown : "(url)");
 	if (rc) {
-		snprintf(why, sizeof(why), "url: %s",
-			 rc == USHER_ERR_TOOBIG ? "longer than 64KiB" : "a variable has no value");
+		snprintf(why, sizeof(why), "url: %s", render_why(rc, "longer than 64KiB"));
 		goto failed;
 	}
 	o->url = url;
@@ -1694,16 +1666,10 @@ static bool step_begin(struct journey *j)
 	if (rc)
 		goto failed;
 	if (st->request.json || st->request.body) {
-		struct usher_buf b;
-
-		usher_buf_init(&b, BODY_MAX);
-		rc = st->request.json ? render_json(st->request.json, j->vals, false, &b, NULL)
-				      : render(st->request.body, j->vals, false, ESC_RAW, &b, NULL);
-		o->body = take(j->run->arena, &b);
+		rc = render_str(j, st->request.body, st->request.json, false, ESC_RAW, BODY_MAX,
+				&o->body);
 		if (rc) {
-			snprintf(why, sizeof(why), "body: %s",
-				 rc == USHER_ERR_TOOBIG ? "longer than 1MiB"
-							: "a variable has no value");
+			snprintf(why, sizeof(why), "body: %s", render_why(rc, "longer than 1MiB"));
 			goto failed;
 		}
 	}
@@ -1736,33 +1702,6 @@ failed:
 
 /* ---- extraction --------------------------------------------------------- */
 
-/* The first value of header name in a raw header block, trimmed. */
-static bool header_value(const char *head, size_t len, const char *name, const char **v, size_t *vn)
-{
-	size_t pos = 0, nlen = strlen(name);
-
-	while (pos < len) {
-		const char *line = head + pos;
-		const char *nl = memchr(line, '\n', len - pos);
-		size_t llen = nl ? (size_t)(nl - line) : len - pos;
-		const char *s, *e;
-
-		pos += llen + (nl ? 1 : 0);
-		if (llen <= nlen || line[nlen] != ':' || strncasecmp(line, name, nlen) != 0)
-			continue;
-		s = line + nlen + 1;
-		e = line + llen;
-		while (s < e && (*s == ' ' || *s == '\t'))
-			s++;
-		while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
-			e--;
-		*v = s;
-		*vn = (size_t)(e - s);
-		return true;
-	}
-	return false;
-}
-
 static void set_val(struct journey *j, const struct jextract *e, const char *s, size_t n, bool raw)
 {
 	struct val *v = &j->vals[e->slot];
@@ -1774,95 +1713,92 @@ static void set_val(struct journey *j, const struct jextract *e, const char *s, 
 	v->raw_json = raw;
 }
 
-/* Runs the step's extractions on the finished exchange. On a miss, writes
- * why into msg and returns false. */
+/* A parsed body, loaded on first use by the extractions of one step. */
+struct lazy_doc {
+	json_t *doc;
+	bool tried;
+};
+
+/* Runs extraction k of the step on the finished exchange (body is its
+ * body, never NULL). On a miss, writes why into msg and returns false. */
+static bool extract_one(struct journey *j, const struct jextract *e, size_t k,
+			const struct usher_http_result *r, const char *body, struct lazy_doc *ld,
+			char *msg, size_t len)
+{
+	const char *v = NULL;
+	size_t off = 0, n = 0;
+
+	if (e->json) {
+		struct usher_error err;
+		json_error_t jerr;
+		json_t *jv = NULL;
+		char *d;
+
+		if (!ld->tried) {
+			ld->tried = true;
+			ld->doc = json_loadb(body, r->body.len, JSON_DECODE_ANY, &jerr);
+		}
+		if (!ld->doc) {
+			snprintf(msg, len, "extract %s: the body is not JSON", e->var);
+			return false;
+		}
+		usher_error_clear(&err);
+		if (usher_jsonptr_get(ld->doc, e->json, &jv, &err)) {
+			snprintf(msg, len, "extract %s: json %s not found (%.200s)", e->var,
+				 *e->json ? e->json : "\"\"", err.msg);
+			return false;
+		}
+		if (json_is_string(jv)) {
+			set_val(j, e, json_string_value(jv), json_string_length(jv), false);
+			return true;
+		}
+		d = json_dumps(jv, JSON_ENCODE_ANY | JSON_COMPACT);
+		set_val(j, e, d ? d : "null", d ? strlen(d) : 4, true);
+		free(d);
+		return true;
+	}
+	if (e->header) {
+		if (!usher_http_header_next(r->head.data ? r->head.data : "", r->head.len, &off,
+					    e->header, &v, &n)) {
+			snprintf(msg, len, "extract %s: no header %s in the response", e->var,
+				 e->header);
+			return false;
+		}
+		set_val(j, e, v, n, false);
+		return true;
+	}
+	switch (usher_http_regex_capture(j->extract_re[j->at][k], body, r->body.len, &off, &n)) {
+	case USHER_HTTP_RX_MATCH: set_val(j, e, body + off, n, false); return true;
+	case USHER_HTTP_RX_NOMEM: snprintf(msg, len, "extract %s: out of memory", e->var); break;
+	case USHER_HTTP_RX_UNSET:
+		snprintf(msg, len, "extract %s: regex group 1 did not take part in the match",
+			 e->var);
+		break;
+	case USHER_HTTP_RX_NOMATCH:
+		snprintf(msg, len, "extract %s: regex \"%s\" does not match the body", e->var,
+			 e->regex);
+		break;
+	case USHER_HTTP_RX_ERROR:
+		snprintf(msg, len, "extract %s: regex \"%s\" could not be evaluated", e->var,
+			 e->regex);
+		break;
+	}
+	return false;
+}
+
+/* Runs the step's extractions, in order, up to the first miss (why in
+ * msg, and false). */
 static bool extract(struct journey *j, const struct jstep *st, const struct usher_http_result *r,
 		    char *msg, size_t len)
 {
 	const char *body = r->body.data ? r->body.data : "";
-	json_t *doc = NULL;
-	json_error_t jerr;
-	bool ok = true, tried_json = false;
+	struct lazy_doc ld = {NULL, false};
+	bool ok = true;
 	size_t k;
 
-	for (k = 0; ok && k < st->extract.n; k++) {
-		const struct jextract *e = &st->extract.v[k];
-
-		if (e->json) {
-			struct usher_error err;
-			json_t *v = NULL;
-
-			if (!tried_json) {
-				tried_json = true;
-				doc = json_loadb(body, r->body.len, JSON_DECODE_ANY, &jerr);
-			}
-			if (!doc) {
-				snprintf(msg, len, "extract %s: the body is not JSON", e->var);
-				ok = false;
-				break;
-			}
-			usher_error_clear(&err);
-			if (usher_jsonptr_get(doc, e->json, &v, &err)) {
-				snprintf(msg, len, "extract %s: json %s not found (%.200s)", e->var,
-					 *e->json ? e->json : "\"\"", err.msg);
-				ok = false;
-				break;
-			}
-			if (json_is_string(v)) {
-				set_val(j, e, json_string_value(v), json_string_length(v), false);
-			} else {
-				char *d = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-
-				set_val(j, e, d ? d : "null", d ? strlen(d) : 4, true);
-				free(d);
-			}
-		} else if (e->header) {
-			const char *v = NULL;
-			size_t vn = 0;
-
-			if (!header_value(r->head.data ? r->head.data : "", r->head.len, e->header,
-					  &v, &vn)) {
-				snprintf(msg, len, "extract %s: no header %s in the response",
-					 e->var, e->header);
-				ok = false;
-				break;
-			}
-			set_val(j, e, v, vn, false);
-		} else {
-			pcre2_code *re = j->extract_re[j->at][k];
-			pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
-			int rc;
-
-			if (!md) {
-				snprintf(msg, len, "extract %s: out of memory", e->var);
-				ok = false;
-				break;
-			}
-			rc = pcre2_match(re, (PCRE2_SPTR)body, r->body.len, 0, 0, md, j->mctx);
-			if (rc < 0) {
-				snprintf(msg, len, "extract %s: regex \"%s\" %s", e->var, e->regex,
-					 rc == PCRE2_ERROR_NOMATCH ? "does not match the body"
-								   : "could not be evaluated");
-				ok = false;
-			} else {
-				PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
-				int g = rc > 1 ? 1 : 0;
-
-				if (ov[2 * g] == PCRE2_UNSET) {
-					snprintf(msg, len,
-						 "extract %s: regex group 1 did not take part in "
-						 "the match",
-						 e->var);
-					ok = false;
-				} else {
-					set_val(j, e, body + ov[2 * g], ov[2 * g + 1] - ov[2 * g],
-						false);
-				}
-			}
-			pcre2_match_data_free(md);
-		}
-	}
-	json_decref(doc);
+	for (k = 0; ok && k < st->extract.n; k++)
+		ok = extract_one(j, &st->extract.v[k], k, r, body, &ld, msg, len);
+	json_decref(ld.doc);
 	return ok;
 }
 
@@ -2038,9 +1974,7 @@ static void wrap_up(struct journey *j)
 	emit_series(j);
 	if (j->run->success)
 		usher_complain_release(&j->complain);
-	if (j->share)
-		curl_share_cleanup(j->share);
-	j->share = NULL;
+	drop_share(j);
 }
 
 static void finish(struct journey *j)
@@ -2075,9 +2009,7 @@ static enum usher_err journey_start(void *ctx, struct usher_probe_run *run)
 		usher_probe_fail(run, USHER_FAIL_INTERNAL,
 				 "journey: cannot set up a curl share: %s",
 				 j->share ? curl_share_strerror(sc) : "out of memory");
-		if (j->share)
-			curl_share_cleanup(j->share);
-		j->share = NULL;
+		drop_share(j);
 		j->run = NULL;
 		return USHER_ERR_INTERNAL;
 	}

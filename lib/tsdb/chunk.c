@@ -18,10 +18,13 @@ static void ensure(struct usher_chunk *c, uint32_t bits)
 
 	if (need <= c->cap)
 		return;
-	uint32_t cap = c->cap ? c->cap : 16;
+	/* grow by an eighth (at least 32 bytes), not by doubling: the head
+	 * chunk of every series is partly empty, and doubling left a third of
+	 * the store's memory unused; a chunk reallocates ~10 times in its life */
+	uint32_t cap = c->cap + (c->cap / 8 > 32 ? c->cap / 8 : 32);
 
-	while (cap < need)
-		cap *= 2;
+	if (cap < need)
+		cap = need;
 	c->data = usher_realloc(c->data, cap);
 	memset(c->data + c->cap, 0, cap - c->cap);
 	c->cap = cap;

@@ -114,6 +114,16 @@ def check_critical_opens_incident_and_tickets(h, ctx):
     r = http(f"{ctx['u'].url}/api/v1/incidents/{ctx['id']}")
     kinds = [e["kind"] for e in r.json()["timeline"]]
     expect(kinds[0] == "fired", f"timeline: {kinds}")
+
+    def notified():
+        tl = http(f"{ctx['u'].url}/api/v1/incidents/{ctx['id']}").json()["timeline"]
+        got = [e for e in tl if e["kind"] == "notification"]
+        return got if len(got) >= 2 else None
+
+    # each delivered notification (Jira, GitHub) is on the incident's timeline
+    notes = wait_until(notified, 30, "the notifications on the incident timeline")
+    text = json.dumps(notes)
+    expect("jira" in text and "github" in text, f"notification entries: {notes}")
     expect(ctx["u"].metrics().value("usher_incidents_open", severity="critical") == 1,
            "usher_incidents_open{severity=critical} is not 1")
 

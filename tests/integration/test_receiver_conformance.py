@@ -6,7 +6,15 @@ messages of the two must agree on what the default templates make (titles,
 summaries, descriptions, links, PagerDuty dedup_key and Opsgenie alias from
 the same group key). Where usher differs on purpose, the check says so:
 "usher" instead of "Alertmanager" as the client and username, and the
-PagerDuty severity mapped from the severity label."""
+PagerDuty severity mapped from the severity label.
+
+This test keeps the delivery test driver (`test_delivery --drive`) rather
+than usherd on purpose: it hands Alertmanager's own notification, as
+Alertmanager built it, to usher's integrations, so the comparison is of
+the integrations alone. usherd builds its own notifications from alerts;
+the receivers through usherd are covered by test_receiver_http.py,
+test_receiver_email.py, test_receiver_alertmanager.py and
+test_receiver_restart.py."""
 
 import json
 import sys

@@ -1,4 +1,5 @@
-"""email_configs against a real SMTP server (aiosmtpd, Debian's
+"""email_configs, through a real usherd (alerts POSTed to /api/v2/alerts,
+routed by a `to` label), against a real SMTP server (aiosmtpd, Debian's
 python3-aiosmtpd) that requires STARTTLS and AUTH: the mail arrives over TLS,
 authenticated, as multipart/alternative with a text and an HTML body from
 the default e-mail templates, with templated headers; a wrong password is
@@ -11,12 +12,14 @@ import logging
 import ssl
 import sys
 import threading
+import time
 import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Certs, TestFailure, expect, free_port, main, wait_until  # noqa: E402
-from vendormocks import Driver, notification  # noqa: E402
+from harness import (Certs, TestFailure, expect, free_port, main, start_usherd,  # noqa: E402
+                     wait_until)
+from vendormocks import post_alerts, postable, queued  # noqa: E402
 
 try:
     from aiosmtpd.controller import Controller
@@ -35,35 +38,44 @@ logging.getLogger("mail.log").setLevel(logging.ERROR)
 USER, PASSWORD = "usher", "s3cret-pw"
 
 CONFIG = """\
-delivery: {{workers: 2, min_backoff: 300ms, max_backoff: 1s}}
-receivers:
-  - name: mail
-    email_configs:
-      - to: 'On-call <oncall@booking.example>, sre@booking.example'
-        from: usher@booking.example
-        smarthost: 127.0.0.1:{port}
-        auth_username: {user}
-        auth_password: {password}
-        tls_config: {{ca_file: {ca}}}
-        headers:
-          X-Service: '{{{{ .CommonLabels.service }}}}'
-  - name: badpass
-    email_configs:
-      - to: oncall@booking.example
-        from: usher@booking.example
-        smarthost: 127.0.0.1:{port}
-        auth_username: {user}
-        auth_password: wrong
-        tls_config: {{insecure_skip_verify: true}}
-        send_resolved: true
-  - name: later
-    email_configs:
-      - to: oncall@booking.example
-        from: usher@booking.example
-        smarthost: 127.0.0.1:{later_port}
-        auth_username: {user}
-        auth_password: {password}
-        tls_config: {{ca_file: {ca}}}
+alerting:
+  route:
+    receiver: mail
+    group_by: [alertname]
+    group_wait: 100ms
+    group_interval: 500ms
+    repeat_interval: 1h
+    routes:
+      - {{matchers: ['to="badpass"'], receiver: badpass}}
+      - {{matchers: ['to="later"'], receiver: later}}
+  receivers:
+    - name: mail
+      email_configs:
+        - to: 'On-call <oncall@booking.example>, sre@booking.example'
+          from: usher@booking.example
+          smarthost: 127.0.0.1:{port}
+          auth_username: {user}
+          auth_password: {password}
+          tls_config: {{ca_file: {ca}}}
+          headers:
+            X-Service: '{{{{ .CommonLabels.service }}}}'
+    - name: badpass
+      email_configs:
+        - to: oncall@booking.example
+          from: usher@booking.example
+          smarthost: 127.0.0.1:{port}
+          auth_username: {user}
+          auth_password: wrong
+          tls_config: {{insecure_skip_verify: true}}
+          send_resolved: true
+    - name: later
+      email_configs:
+        - to: oncall@booking.example
+          from: usher@booking.example
+          smarthost: 127.0.0.1:{later_port}
+          auth_username: {user}
+          auth_password: {password}
+          tls_config: {{ca_file: {ca}}}
 """
 
 
@@ -108,16 +120,18 @@ def setup(h):
     box = Mailbox()
     port, later_port = free_port(), free_port()
     start_smtp(h, certs, box, port)
-    cfg = h.write("delivery.yml", CONFIG.format(port=port, later_port=later_port, user=USER,
-                                                password=PASSWORD, ca=certs.ca_cert))
-    drv = Driver(h, "driver", cfg, h.path("state"))
-    return {"box": box, "drv": drv, "certs": certs, "later_port": later_port}
+    u = start_usherd(h, CONFIG.format(port=port, later_port=later_port, user=USER,
+                                      password=PASSWORD, ca=certs.ca_cert))
+    return {"box": box, "u": u, "certs": certs, "later_port": later_port}
+
+
+def log_has(u, text):
+    return any(text in e.get("message", "") for e in u.events())
 
 
 def check_mail_over_starttls_with_auth(h, ctx):
-    box, drv = ctx["box"], ctx["drv"]
-    data = notification("SeatHoldsHigh", n=2)
-    drv.enqueue("mail", "email", 0, data["groupKey"], data)
+    box, u = ctx["box"], ctx["u"]
+    post_alerts(u, postable("SeatHoldsHigh", n=2))
     wait_until(lambda: box.count() >= 1, 30, "the mail")
     m = box.mails[0]
     expect(m["tls"] and m["auth"], f"delivered over STARTTLS and authenticated: {m}")
@@ -137,35 +151,37 @@ def check_mail_over_starttls_with_auth(h, ctx):
            "[2] Firing" in parts["text/html"] and "api-0:8080" in parts["text/html"],
            parts["text/html"][:400])
     # send_resolved defaults to false for e-mail
-    res = notification("SeatHoldsHigh", status="resolved")
-    drv.enqueue("mail", "email", 0, res["groupKey"], res)
-    wait_until(lambda: drv.pending() == 0, 20, "the queue to empty")
+    post_alerts(u, postable("SeatHoldsHigh", status="resolved", n=2))
+    wait_until(lambda: not [a for a in u.get("/api/v2/alerts").json()
+                            if a["labels"]["alertname"] == "SeatHoldsHigh"
+                            and a["status"]["state"] == "active"], 20, "the alerts to resolve")
+    time.sleep(1.2)  # more than a group_interval: the resolved flush has happened
+    wait_until(lambda: queued(u) == 0, 20, "the queue to empty")
     expect(box.count() == 1, "no mail for a resolved group by default")
 
 
 def check_wrong_password_not_retried(h, ctx):
-    box, drv = ctx["box"], ctx["drv"]
+    box, u = ctx["box"], ctx["u"]
     before = len(box.auth_attempts)
-    data = notification("BadPass")
-    drv.enqueue("badpass", "email", 0, data["groupKey"], data)
-    wait_until(lambda: len(box.auth_attempts) > before and drv.pending() == 0, 30,
+    post_alerts(u, postable("BadPass", extra_labels={"to": "badpass"}))
+    wait_until(lambda: len(box.auth_attempts) > before and queued(u) == 0, 30,
                "the refused login")
-    wait_until(lambda: "badpass/email[0] refused, not retried" in drv.stderr(), 10,
+    wait_until(lambda: log_has(u, "badpass/email[0] refused, not retried"), 10,
                "the refusal in the log")
+    time.sleep(1.5)  # longer than the first backoff: a (wrong) retry would show
     expect([ok for _, ok in box.auth_attempts[before:]] == [False],
            f"one refused login, no retry: {box.auth_attempts[before:]}")
 
 
 def check_server_down_then_up(h, ctx):
-    box, drv = ctx["box"], ctx["drv"]
-    data = notification("Later")
-    drv.enqueue("later", "email", 0, data["groupKey"], data)
-    wait_until(lambda: "later/email[0] will be retried" in drv.stderr(), 20,
+    box, u = ctx["box"], ctx["u"]
+    post_alerts(u, postable("Later", extra_labels={"to": "later"}))
+    wait_until(lambda: log_has(u, "later/email[0] will be retried"), 20,
                "a retry while the server is down")
-    expect(drv.pending() == 1, "still pending while the server is down")
+    expect(queued(u) == 1, "still pending while the server is down")
     before = box.count()
     start_smtp(h, ctx["certs"], box, ctx["later_port"])
-    wait_until(lambda: box.count() == before + 1 and drv.pending() == 0, 30,
+    wait_until(lambda: box.count() == before + 1 and queued(u) == 0, 30,
                "the mail once the server is up")
     msg = email.message_from_bytes(box.mails[-1]["data"], policy=email.policy.default)
     expect(msg["Subject"].startswith("[FIRING:1] Later"), msg["Subject"])

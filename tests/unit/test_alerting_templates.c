@@ -161,7 +161,8 @@ static void test_missing_define_fails_with_position(void **state)
 
 	(void)state;
 	write_file("tmpl/team.tmpl", "{{ define \"team.title\" }}x{{ end }}\n");
-	cfg = load(CONFIG_HEAD "          title: '{{ template \"missing\" . }}'\n", msg, sizeof(msg));
+	cfg =
+	    load(CONFIG_HEAD "          title: '{{ template \"missing\" . }}'\n", msg, sizeof(msg));
 	assert_null(cfg);
 	snprintf(want, sizeof(want), "%s/usher.yml:8:18: receiver \"team\": slack_configs[0].title",
 		 dir);
