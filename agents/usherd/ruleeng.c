@@ -51,6 +51,7 @@ struct usherd_rules {
 	pthread_mutex_t feed_lock;
 	struct feed *feeds;
 	size_t nfeeds, capfeeds;
+	struct usher_complain limit_complaint; /* under feed_lock */
 
 	/* the current set: changed by the evaluation thread only, under
 	 * set_lock for writing; readers (API, collector) take it for reading */
@@ -174,14 +175,30 @@ static void on_publish(void *arg, const void *owner, const struct usher_sample_s
 	struct visit vi;
 	struct feed *f;
 
+	struct usher_error err;
+	size_t rejected = 0;
+	uint64_t held = 0;
+
+	usher_error_clear(&err);
 	pthread_mutex_lock(&r->feed_lock);
 	f = feed_find(r, owner, true);
 	vi.b = f->b;
 	vi.t = usher_now_ms();
 	usher_sample_set_foreach(set, visit_sample, &vi);
-	/* rejected samples (a target sending out-of-order timestamps, the
-	 * series limit) are counted by the store */
-	usher_tsdb_batch_commit(f->b, vi.t, NULL, NULL);
+	/* rejected samples are counted by the store; the series limit is
+	 * also said out loud (rate-limited): rules and dashboards are missing
+	 * data until someone raises storage.max_series or drops labels */
+	if (usher_tsdb_batch_commit(f->b, vi.t, &rejected, &err) == USHER_ERR_TOOBIG &&
+	    usher_complain(&r->limit_complaint, usher_mono_ms(), &held)) {
+		struct usher_log_field fl[] = {
+			USHER_LFS("event.action", "series-limit-reached"),
+			USHER_LFS("event.outcome", "failure"),
+			USHER_LFS("error.message", err.msg),
+		};
+		usher_log_event(r->log, USHER_LOG_ERROR, fl, 3,
+				"series store: %zu samples refused (%llu more times before): %s",
+				rejected, (unsigned long long)held, err.msg);
+	}
 	pthread_mutex_unlock(&r->feed_lock);
 }
 

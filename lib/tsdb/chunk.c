@@ -25,12 +25,17 @@ static void ensure(struct usher_chunk *c, uint32_t bits)
 
 	if (cap < need)
 		cap = need;
+	if (cap > UINT16_MAX)
+		cap = UINT16_MAX; /* never reached: see struct usher_chunk */
 	c->data = usher_realloc(c->data, cap);
 	memset(c->data + c->cap, 0, cap - c->cap);
-	c->cap = cap;
+	c->cap = (uint16_t)cap;
 }
 
 /* Writes the low n bits of v, most significant first. */
+_Static_assert(sizeof(struct usher_chunk) == 32, "chunk header size");
+_Static_assert(128 + (USHER_CHUNK_SAMPLES - 1) * 145 + 8 * 9 < 65536, "nbits fits 16 bits");
+
 static void put_bits(struct usher_chunk *c, uint64_t v, unsigned n)
 {
 	ensure(c, n);
@@ -208,7 +213,7 @@ void usher_chunk_seal(struct usher_chunk *c)
 
 	if (used && used < c->cap) {
 		c->data = usher_realloc(c->data, used);
-		c->cap = used;
+		c->cap = (uint16_t)used;
 	}
 }
 

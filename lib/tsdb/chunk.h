@@ -15,10 +15,13 @@
  * Sealed chunks keep only data, nbytes, n, mint, maxt (see usher_chunk_seal). */
 struct usher_chunk {
 	uint8_t *data;
-	uint32_t nbits; /* bits written */
-	uint32_t cap;   /* bytes allocated */
-	uint16_t n;     /* samples */
 	int64_t mint, maxt;
+	/* A full chunk is at most 128 + 119 * 145 bits (a raw first sample,
+	 * then the widest timestamp and value encodings): 16 bits count it,
+	 * and the header stays 32 bytes, a tenth of a series' memory. */
+	uint16_t nbits; /* bits written */
+	uint16_t cap;   /* bytes allocated */
+	uint16_t n;     /* samples */
 };
 
 /* What an appender remembers between samples (kept only for the head). */

@@ -328,6 +328,26 @@ def check_broken_rules_refused_at_start(h, ctx):
     expect("x.yml:5:" in out, f"names the place: {out[-800:]}")
 
 
+def check_series_limit_fails_loudly(h, ctx):
+    d = h.path("limited-textfile")
+    d.mkdir()
+    (d / "many.prom").write_text("".join(f'many{{i="{i}"}} {i}\n' for i in range(40)))
+    cfg = f"global: {{scrape_interval: 1s}}\ntextfile_dir: {d}\nstorage: {{max_series: 20}}\n"
+    u = start_usherd(h, cfg, name="limited", config_name="limited.yml")
+    hits = wait_until(lambda: u.metrics().value("usher_tsdb_series_limit_hits_total") or None, 30,
+                      "usher_tsdb_series_limit_hits_total > 0")
+    expect(hits > 0, f"limit hits: {hits}")
+    series = u.metrics().value("usher_tsdb_head_series")
+    expect(series is not None and series <= 20, f"the store holds at most 20 series: {series}")
+    logged = [e for e in u.events() if e.get("event.action") == "series-limit-reached"]
+    expect(logged and "max_series" in logged[0].get("error.message", ""),
+           f"one log line saying what to change: {logged[:1]}")
+    time.sleep(2.5)
+    again = [e for e in u.events() if e.get("event.action") == "series-limit-reached"]
+    expect(len(again) == len(logged), f"the complaint is rate-limited: {len(logged)} -> {len(again)}")
+    u.stop_checked()
+
+
 if __name__ == "__main__":
     main("rules_api", setup, [
         check_samples_reach_the_store,
@@ -341,4 +361,5 @@ if __name__ == "__main__":
         check_bad_reload_keeps_rules,
         check_pending_for_survives_restart,
         check_broken_rules_refused_at_start,
+        check_series_limit_fails_loudly,
     ])
