@@ -2026,6 +2026,7 @@ const struct usher_probe_type usher_probe_journey = {
     .name = "journey",
     .help = "multi-step synthetic transaction (search, seat map, hold, checkout, release) with "
 	    "variables, extraction and clean-up steps",
+    .series = USHER_SERIES_PROBE_OWN_FAILURE,
     .options = journey_options,
     .opts_size = sizeof(struct jopts),
     .check = journey_check,

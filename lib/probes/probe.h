@@ -67,6 +67,9 @@ struct usher_probe_run {
 enum usher_probe_series {
 	USHER_SERIES_PROBE,  /* probe_success, probe_duration_seconds, probe_failure_info */
 	USHER_SERIES_SCRAPE, /* Prometheus' up and scrape_duration_seconds */
+	/* probe_success and probe_duration_seconds; the type writes its own
+	 * probe_failure_info with more labels (a journey's {reason,step}) */
+	USHER_SERIES_PROBE_OWN_FAILURE,
 };
 
 struct usher_probe_type {

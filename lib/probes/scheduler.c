@@ -238,7 +238,7 @@ static void publish(struct usher_sched *s, struct instance *in, struct usher_pro
 	} else {
 		usher_sample_add(set, &desc_success, run->success ? 1 : 0, NULL);
 		usher_sample_add(set, &desc_duration, secs, NULL);
-		if (!run->success)
+		if (!run->success && in->conf->type->series == USHER_SERIES_PROBE)
 			usher_sample_add(set, &desc_failure, 1, "reason", run->failure_reason, NULL);
 	}
 	usher_sample_add(set, &desc_runs, (double)in->ok_runs, "outcome", "success", NULL);

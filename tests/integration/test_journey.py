@@ -143,6 +143,9 @@ def journey_failure(m, job):
     found = [(s.labels.get("reason"), s.labels.get("step"))
              for s in m.find("probe_failure_info", job=job) if "step" in s.labels and s.value == 1]
     expect(len(found) == 1, f"{job}: want one probe_failure_info with a step label, got {found}")
+    stepless = [s for s in m.find("probe_failure_info", job=job) if "step" not in s.labels]
+    expect(not stepless, f"{job}: a journey's probe_failure_info always names the step: "
+                         f"{stepless}")
     return found[0]
 
 
