@@ -65,6 +65,7 @@ struct usherd_rules {
 	bool started;
 	int64_t self_interval_ms;
 	int64_t retention_ms;
+	int64_t hold_until_ms; /* no group's first evaluation before (wall ms) */
 	pthread_t thread;
 
 	int64_t next_self_ms; /* evaluation thread only */
@@ -742,6 +743,11 @@ static void swap_in(struct usherd_rules *r, struct ruleset *s)
 			if (r->store_ok)
 				restore_group(r, rg);
 			rg->next_ms = first_slot(rg->key, interval, now);
+			/* the store starts empty: a rule evaluated before the probes
+			 * have run would see no data and resolve (then fire again)
+			 * every alert it restored */
+			while (rg->next_ms < r->hold_until_ms)
+				rg->next_ms += interval;
 		}
 	}
 	pthread_rwlock_wrlock(&r->set_lock);
@@ -909,6 +915,21 @@ struct usherd_rules *usherd_rules_new(const struct usher_config *cfg, struct ush
 	pthread_condattr_destroy(&ca);
 	r->self_interval_ms = cfg->global.scrape_interval_ms;
 	r->retention_ms = cfg->storage.retention_ms;
+	{
+		/* the first evaluations wait until every probe has run once: the
+		 * longest probe interval (and the scrape interval), plus a second
+		 * for runs to finish; at most two minutes */
+		int64_t hold = cfg->global.scrape_interval_ms;
+		size_t i;
+
+		for (i = 0; i < cfg->nprobes; i++)
+			if (cfg->probes[i].interval_ms > hold)
+				hold = cfg->probes[i].interval_ms;
+		hold += 1000;
+		if (hold > 120000)
+			hold = 120000;
+		r->hold_until_ms = usher_now_ms() + hold;
+	}
 	usher_error_clear(&err);
 	if (store) {
 		if (usher_store_migrate(store, "rules", store_steps, &err) == USHER_OK)
