@@ -806,17 +806,20 @@ static void eval_group(struct usherd_rules *r, struct rgroup *rg, int64_t now)
 		rg->last_err[0] = '\0';
 	}
 	if (r->store_ok) {
-		/* a group without alerts, then or now, writes nothing */
+		/* a group without alerts, then or now, writes nothing; counting
+		 * them (the rule status) copies no alert */
 		struct usher_arena *a = usher_arena_new();
 		const struct usher_rule_group *def = usher_group_def(rg->g);
 		bool any = false;
 		size_t i;
 
 		for (i = 0; i < def->nrules && !any; i++) {
-			struct usher_rule_alert *al;
+			struct usher_rule_status rs;
 
-			any = def->rules[i].type == USHER_RULE_ALERTING &&
-			      usher_group_alerts(rg->g, i, a, &al) > 0;
+			if (def->rules[i].type != USHER_RULE_ALERTING)
+				continue;
+			usher_group_rule_status(rg->g, i, a, &rs);
+			any = rs.nalerts > 0;
 		}
 		usher_arena_free(a);
 		if (any || rg->persisted)
